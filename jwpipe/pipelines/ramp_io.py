@@ -1,0 +1,78 @@
+"""Reading raw ramps block by block and assembling stage-1 products."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..datamodels import Level1bModel, RampModel
+from ..errors import DataShapeError, MissingKeywordError
+
+__all__ = ["check_level1b", "ramp_from_level1b", "read_block", "block_size_for"]
+
+_REQUIRED = ("exposure.ngroups", "exposure.nints", "instrument.name", "instrument.detector",
+             "exposure.group_time", "exposure.frame_time")
+
+
+def check_level1b(model) -> None:
+    """Check that a raw exposure's keywords and array shapes agree; raise naming what is wrong."""
+    where = model.path or type(model).__name__
+    keywords = {"exposure.ngroups": "NGROUPS", "exposure.nints": "NINTS",
+                "instrument.name": "INSTRUME", "instrument.detector": "DETECTOR",
+                "exposure.group_time": "TGROUP", "exposure.frame_time": "TFRAME"}
+    for path in _REQUIRED:
+        if model.meta.get(path) is None:
+            raise MissingKeywordError(
+                f"{where}: required keyword {keywords[path]} (meta.{path}) is missing from the "
+                "PRIMARY header")
+    if not model.has("data"):
+        raise DataShapeError(f"{where}: extension SCI is missing or empty")
+    shape = model.shape
+    nints, ngroups = model.meta.exposure.nints, model.meta.exposure.ngroups
+    if len(shape) != 4:
+        raise DataShapeError(f"{where}: extension SCI must be 4-D (nints, ngroups, ny, nx), "
+                             f"got shape {shape}")
+    # Segmented exposures hold INTSTART..INTEND of NINTS integrations.
+    start, end = model.meta.exposure.integration_start, model.meta.exposure.integration_end
+    seg_nints = (end - start + 1) if (start and end) else nints
+    if shape[0] not in (nints, seg_nints):
+        raise DataShapeError(f"{where}: extension SCI holds {shape[0]} integrations but NINTS="
+                             f"{nints}" + (f" (INTSTART={start}, INTEND={end})" if start else ""))
+    if shape[1] != ngroups:
+        raise DataShapeError(f"{where}: extension SCI holds {shape[1]} groups but NGROUPS="
+                             f"{ngroups}")
+    xsize, ysize = model.meta.subarray.xsize, model.meta.subarray.ysize
+    if xsize and ysize and (shape[3], shape[2]) != (xsize, ysize):
+        raise DataShapeError(f"{where}: extension SCI is {shape[3]}x{shape[2]} pixels but "
+                             f"SUBSIZE1={xsize}, SUBSIZE2={ysize}")
+
+
+def ramp_from_level1b(raw: Level1bModel) -> RampModel:
+    """Convert a whole raw exposure to a RampModel (float32 data, zeroed DQ arrays)."""
+    check_level1b(raw)
+    ramp = RampModel()
+    ramp.__dict__["_tree"] = __import__("copy").deepcopy(raw._tree)
+    ramp.__dict__["extra_fits"] = {k: list(v) for k, v in raw.extra_fits.items()}
+    ramp.__dict__["path"] = raw.path
+    ramp.data = read_block(raw, 0, raw.shape[0])
+    if raw.has("zeroframe"):
+        ramp.zeroframe = np.asarray(raw.zeroframe, dtype=np.float32)
+    for table in ("group", "int_times"):
+        if raw.has(table):
+            setattr(ramp, table, getattr(raw, table))
+    ramp.meta.model_type = "RampModel"
+    return ramp
+
+
+def read_block(raw: Level1bModel, start: int, stop: int) -> np.ndarray:
+    """Integrations ``start:stop`` of a raw exposure as float32, (nb, ngroups, ny, nx)."""
+    source = raw.lazy("data")
+    if hasattr(source, "read"):
+        return source.read(slice(start, stop), np.float32)
+    return np.asarray(source[start:stop], dtype=np.float32)
+
+
+def block_size_for(shape, target_bytes: int = 256 * 2**20) -> int:
+    """Integrations per block so one block's float32 data stays near ``target_bytes``."""
+    nints, ngroups, ny, nx = shape
+    per_int = ngroups * ny * nx * 5  # float32 data + uint8 group DQ
+    return int(max(1, min(nints, target_bytes // max(per_int, 1))))
