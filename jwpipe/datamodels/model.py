@@ -323,6 +323,8 @@ class DataModel:
         tree_arrays = {}
         for name, spec in type(self).arrays.items():
             value = self._arrays.get(name)
+            if value is None and spec.default:
+                value = self._default_array(name)  # products always carry DQ/ERR
             if value is None:
                 continue
             cards = [fits.Card("EXTNAME", spec.extname, "extension name")]

@@ -1,0 +1,150 @@
+"""Configurations, the driver, pipeline classes, the library API and the CLI's argument handling."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+import jwpipe
+from jwpipe import driver
+from jwpipe.cli import main
+from jwpipe.errors import ConfigError, StepNotImplementedError
+from jwpipe.steps import KNOWN_STEPS
+from jwpipe.steps.base import output_name
+
+SEED_CONFIGS = ["calwebb_detector1.cfg", "calwebb_tso1.cfg", "calwebb_dark.cfg",
+                "calwebb_image2.cfg", "calwebb_spec2.cfg", "calwebb_image3.cfg",
+                "calwebb_spec3.cfg", "calwebb_ami3.cfg", "calwebb_coron3.cfg", "calwebb_tso3.cfg"]
+
+
+@pytest.mark.parametrize("name", SEED_CONFIGS)
+def test_every_seed_configuration_exists_and_parses(name):
+    path = driver.config_dir() / name
+    config = driver.load_config(path)
+    assert config.orders["default"]
+    assert all(step in KNOWN_STEPS for step in config.all_steps)
+    pipeline = driver.build_pipeline(path)
+    assert type(pipeline).__name__ == config.class_name.replace("TSO3", "Tso3")
+
+
+def test_detector1_orders_follow_the_seed():
+    config = driver.load_config(driver.find_config("detector1"))
+    nir = config.orders["default"]
+    seed_nir = ["group_scale", "dq_init", "saturation", "ipc", "superbias", "refpix", "linearity",
+                "persistence", "dark_current", "jump", "ramp_fit", "gain_scale"]
+    assert [s for s in nir if s in seed_nir] == seed_nir
+    miri = config.orders["miri"]
+    seed_miri = ["group_scale", "dq_init", "saturation", "ipc", "linearity", "rscd", "lastframe",
+                 "dark_current", "refpix", "persistence", "jump", "ramp_fit", "gain_scale"]
+    assert [s for s in miri if s in seed_miri] == seed_miri
+    assert miri.index("reset") < miri.index("linearity")
+    assert nir.index("charge_migration") < nir.index("jump") < nir.index("clean_flicker_noise")
+
+
+def test_tso1_skips_what_the_seed_says():
+    config = driver.load_config(driver.find_config("tso1"))
+    for alias in ("ipc", "lastframe", "persistence"):
+        assert config.step_params[alias]["skip"] == "true"
+
+
+def test_dark_pipeline_stops_before_dark_current():
+    config = driver.load_config(driver.find_config("dark"))
+    for order in config.orders.values():
+        assert "dark_current" not in order and "jump" not in order and "ramp_fit" not in order
+
+
+def _write_cfg(tmp_path, text):
+    path = tmp_path / "my.cfg"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[pipeline]\nclass = Detector1Pipeline\n", "\\[order\\]"),
+    ("[order]\ndefault = dq_init\n", "\\[pipeline\\]"),
+    ("[pipeline]\nclass = Nope\n[order]\ndefault = dq_init\n", "unknown pipeline class"),
+    ("[pipeline]\nclass = Detector1Pipeline\n[order]\ndefault = dq_init, nonsense\n",
+     "unknown step"),
+    ("[pipeline]\nclass = Detector1Pipeline\n[order]\ndefault = dq_init\n[stuff]\na = 1\n",
+     "unknown section"),
+    ("[pipeline]\nclass = Detector1Pipeline\n[order]\ndefault = dq_init\n[steps.jump]\nskip=1\n",
+     "not in \\[order\\]"),
+    ("[pipeline]\nclass = Detector1Pipeline\nbogus = 1\n[order]\ndefault = group_scale\n",
+     "unknown parameter 'bogus'"),
+    ("[pipeline]\nclass = Detector1Pipeline\n[order]\ndefault = group_scale\n"
+     "[steps.group_scale]\nfrobnicate = 3\n", "unknown parameter 'frobnicate'"),
+    ("[pipeline]\nclass = Detector1Pipeline\n[order]\ndefault = group_scale\n"
+     "[steps.group_scale]\nskip = maybe\n", "not a valid bool"),
+    ("not an ini file", "not a valid configuration"),
+])
+def test_bad_configurations_are_rejected_with_the_file_named(tmp_path, text, message):
+    path = _write_cfg(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        driver.build_pipeline(path)
+    assert "my.cfg" in str(info.value) or "frobnicate" in message or "bogus" in message
+
+
+def test_user_overrides_win_and_are_checked(tmp_path):
+    path = _write_cfg(tmp_path, "[pipeline]\nclass = Detector1Pipeline\n[order]\n"
+                                "default = group_scale\n[steps.group_scale]\nskip = true\n")
+    pipeline = driver.build_pipeline(path, steps={"group_scale": {"skip": "false"}})
+    assert pipeline.steps["group_scale"].params.skip is False
+    with pytest.raises(ConfigError, match="has no step"):
+        driver.build_pipeline(path, steps={"jump": {"skip": True}})
+    with pytest.raises(ConfigError, match="reference type"):
+        driver.build_pipeline(path, overrides={"gain": "g.fits"})
+
+
+def test_unimplemented_pipeline_says_so_before_work():
+    pipeline = driver.build_pipeline("spec3")
+    with pytest.raises(StepNotImplementedError, match="does not implement step"):
+        driver.require_implemented(pipeline)
+
+
+def test_pipeline_classes_are_exposed():
+    for name in ("Detector1Pipeline", "DarkPipeline", "Image2Pipeline", "Spec2Pipeline",
+                 "Image3Pipeline", "Spec3Pipeline", "Ami3Pipeline", "Coron3Pipeline",
+                 "Tso3Pipeline", "TSO3Pipeline"):
+        assert getattr(jwpipe, name).__name__ in (name, "Tso3Pipeline")
+    pipeline = jwpipe.Detector1Pipeline(save_calibrated_ramp=True)
+    assert pipeline.params.save_calibrated_ramp is True
+    assert "ramp_fit" in pipeline.config.all_steps
+
+
+@pytest.mark.parametrize("name, suffix, expected", [
+    ("jw01_uncal.fits", "rate", "jw01_rate.fits"),
+    ("jw01_rate.fits", "cal", "jw01_cal.fits"),
+    ("/d/jw01_nrca1_uncal.fits", "rateints", "jw01_nrca1_rateints.fits"),
+    ("odd.fits", "rate", "odd_rate.fits"),
+])
+def test_output_names(name, suffix, expected, tmp_path):
+    assert output_name(name, suffix, tmp_path).name == expected
+    assert output_name(name, suffix, tmp_path).parent == tmp_path
+
+
+def test_show_config_reports_openmp(capsys):
+    info = jwpipe.show_config()
+    assert info["openmp"].startswith(("yes", "no"))
+    assert "compiler" in capsys.readouterr().out
+
+
+def test_cli_help_lists_pipelines_and_steps(tmp_path):
+    # Run outside the source tree so the installed (compiled) package is the one imported.
+    out = subprocess.run([sys.executable, "-m", "jwpipe", "--help"], capture_output=True,
+                         text=True, check=True, cwd=tmp_path).stdout
+    for alias in driver.PIPELINE_ALIASES:
+        assert alias in out
+    assert "ramp_fit" in out and "outlier_detection" in out
+
+
+def test_cli_rejects_bad_options(tmp_path, capsys):
+    assert main(["nonexistent-pipeline", "x.fits"]) == 2
+    assert "unknown pipeline" in capsys.readouterr().err
+    assert main(["detector1", "x.fits", "--steps.group_scale"]) == 2
+    assert "needs a value" in capsys.readouterr().err
+    assert main(["detector1", "x.fits", "--override", "gainfile"]) == 2
+    assert "REFTYPE=FILE" in capsys.readouterr().err
+    assert main(["spec3", "x.fits"]) == 2
+    assert "does not implement" in capsys.readouterr().err
