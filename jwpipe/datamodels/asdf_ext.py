@@ -1,4 +1,11 @@
-"""The ``ASDF`` FITS extension: the metadata tree (and gwcs WCS) serialised as ASDF bytes."""
+"""The ``ASDF`` FITS extension: the metadata tree (and gwcs WCS) serialised as ASDF bytes.
+
+Arrays stored as FITS extensions are referenced (``source: fits:SCI,1``), not duplicated, as the
+JWST data-model convention requires. A tree of plain values (every stage-1 product) is written
+directly as ASDF-tagged YAML: loading the ``asdf`` library with every installed extension costs
+seconds, more than the rest of a small exposure's processing. Trees holding objects (a gwcs WCS)
+go through the ``asdf`` library.
+"""
 
 from __future__ import annotations
 
@@ -7,26 +14,69 @@ import io
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["asdf_hdu"]
+__all__ = ["asdf_hdu", "asdf_bytes"]
 
 _NDARRAY_TAG = "tag:stsci.edu:asdf/core/ndarray-1.1.0"
+_PLAIN = (str, int, float, bool, type(None))
 
 
-def asdf_hdu(meta: dict, arrays: dict, extra: dict) -> fits.BinTableHDU:
-    """Build the ASDF extension HDU.
+def _is_plain(value) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    return isinstance(value, _PLAIN + (np.generic,))
 
-    Arrays stored as FITS extensions are referenced (``source: fits:SCI,1``), not duplicated,
-    as the JWST data-model convention requires.
 
-    Parameters
-    ----------
-    meta : dict
-        The metadata tree (``model.meta``), possibly holding a gwcs object under ``wcs``.
-    arrays : dict
-        Attribute name -> reference dict (source, datatype, byteorder, shape).
-    extra : dict
-        Other top-level tree entries to carry through.
-    """
+def _to_python(value):
+    if isinstance(value, dict):
+        return {k: _to_python(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_python(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class _Root(dict):
+    pass
+
+
+class _NdRef(dict):
+    pass
+
+
+def _yaml_bytes(tree: dict) -> bytes:
+    import yaml
+
+    from .. import __version__
+
+    class Dumper(yaml.SafeDumper):
+        pass
+
+    Dumper.add_representer(
+        _Root, lambda d, v: d.represent_mapping("!core/asdf-1.1.0", dict(v)))
+    Dumper.add_representer(
+        _NdRef, lambda d, v: d.represent_mapping("!core/ndarray-1.1.0", dict(v)))
+    root = _Root(asdf_library={"name": "jwpipe", "version": __version__,
+                               "author": "jwpipe developers", "homepage": ""})
+    root.update(tree)
+    text = yaml.dump(root, Dumper=Dumper, explicit_start=True, explicit_end=True,
+                     version=(1, 1), tags={"!": "tag:stsci.edu:asdf/"}, sort_keys=False,
+                     default_flow_style=False, width=100)
+    # PyYAML writes the %YAML directive itself; ASDF files start with their own two comments.
+    text = text.replace("asdf_library:\n", "asdf_library: !core/software-1.0.0\n", 1)
+    return ("#ASDF 1.0.0\n#ASDF_STANDARD 1.6.0\n" + text).encode("utf-8")
+
+
+def asdf_bytes(meta: dict, arrays: dict, extra: dict) -> bytes:
+    """Serialise the tree: ``meta``, array references and ``extra`` top-level entries."""
+    if _is_plain(meta) and _is_plain(extra):
+        tree = {k: _to_python(v) for k, v in extra.items()}
+        tree["meta"] = _to_python(meta)
+        for name, ref in arrays.items():
+            tree[name] = _NdRef(ref)
+        return _yaml_bytes(tree)
     import asdf
     from asdf.tagged import TaggedDict
 
@@ -35,8 +85,12 @@ def asdf_hdu(meta: dict, arrays: dict, extra: dict) -> fits.BinTableHDU:
     for name, ref in arrays.items():
         tree[name] = TaggedDict(ref, _NDARRAY_TAG)
     buf = io.BytesIO()
-    af = asdf.AsdfFile(tree)
-    af.write_to(buf, all_array_storage="inline")
-    raw = np.frombuffer(buf.getvalue(), dtype=np.uint8)
+    asdf.AsdfFile(tree).write_to(buf, all_array_storage="inline")
+    return buf.getvalue()
+
+
+def asdf_hdu(meta: dict, arrays: dict, extra: dict) -> fits.BinTableHDU:
+    """Build the ASDF extension HDU (see :func:`asdf_bytes`)."""
+    raw = np.frombuffer(asdf_bytes(meta, arrays, extra), dtype=np.uint8)
     col = fits.Column(name="ASDF_METADATA", format=f"{raw.size}B", array=raw[np.newaxis, :])
     return fits.BinTableHDU.from_columns([col], name="ASDF")

@@ -44,7 +44,7 @@ class RampModel(DataModel):
         "groupdq": A("GROUPDQ", "uint8", (4,), default=True),
         "zeroframe": A("ZEROFRAME", "float32", (3,)),
         "refout": A("REFOUT", "float32", (4,)),
-        "average_dark_current": A("AVERAGE_DARK_CURRENT", "float32", (2,)),
+        "average_dark_current": A("AVDRKCUR", "float32", (2,)),
     }
     tables = {"group": "GROUP", "int_times": "INT_TIMES"}
 
@@ -162,7 +162,7 @@ class DarkModel(ReferenceModel):
     model_type = "DarkModel"
     arrays = {"data": A("SCI", "float32", (3,)), "err": A("ERR", "float32", (3,)),
               "dq": A("DQ", "uint32", (2,)),
-              "average_dark_current": A("AVERAGE_DARK_CURRENT", "float32", (2,))}
+              "average_dark_current": A("AVDRKCUR", "float32", (2,))}
 
 
 class DarkMIRIModel(ReferenceModel):
@@ -171,7 +171,7 @@ class DarkMIRIModel(ReferenceModel):
     model_type = "DarkMIRIModel"
     arrays = {"data": A("SCI", "float32", (4,)), "err": A("ERR", "float32", (4,)),
               "dq": A("DQ", "uint32", (2, 4)),
-              "average_dark_current": A("AVERAGE_DARK_CURRENT", "float32", (2,))}
+              "average_dark_current": A("AVDRKCUR", "float32", (2,))}
 
 
 class IPCModel(ReferenceModel):
