@@ -199,3 +199,15 @@ def test_asdf_extension_round_trips_wcs(tmp_path):
     model.save(tmp_path / "w_cal.fits")
     again = dm.open(tmp_path / "w_cal.fits")
     assert again.get_wcs()(0, 0) == (1, 2)
+
+
+def test_unsigned_table_columns_keep_their_values(tmp_path, nircam_oracle):
+    """DQ_DEF VALUE is uint32 stored with TZERO; values must come back physical, both ways."""
+    mask = dm.open(nircam_oracle["refs"]["mask"])
+    values = mask.dq_def["VALUE"]
+    bits = mask.dq_def["BIT"]
+    np.testing.assert_array_equal(values.astype(np.int64), 2 ** bits.astype(np.int64))
+    mask.save(tmp_path / "m.fits")
+    again = dm.open(tmp_path / "m.fits")
+    np.testing.assert_array_equal(again.dq_def["VALUE"], values)
+    assert again.dq_def["NAME"][0] == mask.dq_def["NAME"][0]

@@ -12,11 +12,14 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import DataShapeError, InputFileError
+from ..logs import get_logger
 from . import keywords as kw
 from .fits_io import FitsAssembler, LazyArray, atomic_path, lazy_image, open_hdulist
 from .meta import Node
 
 __all__ = ["ArraySpec", "DataModel"]
+
+log = get_logger("datamodels")
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,10 @@ class DataModel:
         try:
             with asdf.open(io.BytesIO(raw), lazy_load=True, memmap=False) as af:
                 tree = dict(af.tree)
-        except Exception as exc:
-            raise InputFileError(f"{self.path}: extension ASDF cannot be parsed ({exc})") from exc
+        except Exception as exc:  # old or damaged trees: the FITS headers still hold the metadata
+            log.warning("%s: extension ASDF cannot be parsed (%s); using the FITS headers only",
+                        self.path, exc)
+            return
         for key in ("asdf_library", "history", "_fits_hash"):
             tree.pop(key, None)
         meta = tree.pop("meta", {}) or {}
@@ -242,8 +247,15 @@ class DataModel:
             for index in range(1, len(hdul)):
                 hdu = hdul[index]
                 extname = str(hdu.header.get("EXTNAME", f"HDU{index}")).strip().upper()
-                if extname == "ASDF" and isinstance(hdu, fits.BinTableHDU):
-                    self.__dict__["_asdf_bytes"] = bytes(hdu.data["ASDF_METADATA"][0].tobytes())
+                xtension = str(hdu.header.get("XTENSION", "")).strip().upper()
+                if extname == "ASDF" or xtension == "ASDF":
+                    # Current files: a table with one ASDF_METADATA cell. Older CRDS files: a
+                    # uint8 image or a non-standard XTENSION='ASDF' extension. One tree either way.
+                    self.__dict__["_asdf_bytes"] = _asdf_payload(hdu)
+                    continue
+                if xtension not in ("IMAGE", "BINTABLE", "TABLE"):
+                    log.warning("%s: extension %s has non-standard type %r; it is not carried "
+                                "into products written from this file", path, extname, xtension)
                     continue
                 if extname == "SCI" and not sci_seen:
                     sci_seen = True
@@ -259,7 +271,7 @@ class DataModel:
                                 f"{self.model_type} needs {spec.ndim} dimensions there")
                         self._arrays[name] = array
                 elif isinstance(hdu, fits.BinTableHDU) and extname in by_table:
-                    self._tables[by_table[extname]] = np.array(hdu.data)
+                    self._tables[by_table[extname]] = _table_array(hdu.data)
                 elif isinstance(hdu, fits.ImageHDU):
                     array = lazy_image(hdul, index, path)
                     self._extra_hdus.append((extname, array if array is not None else hdu.copy()))
@@ -365,6 +377,32 @@ class DataModel:
     def __repr__(self) -> str:
         where = f" from {self.path.name}" if self.path else ""
         return f"<{type(self).__name__}{where} shape={self.shape}>"
+
+
+def _asdf_payload(hdu) -> bytes | None:
+    """The ASDF bytes held by an ASDF extension in any of its historical layouts."""
+    try:
+        if isinstance(hdu, fits.BinTableHDU):
+            return bytes(hdu.data["ASDF_METADATA"][0].tobytes())
+        data = hdu.data
+        if data is None:
+            return None
+        return bytes(np.asarray(data).tobytes()) if not isinstance(data, bytes) else data
+    except Exception:  # an unreadable legacy tree must not make the file unreadable
+        return None
+
+
+def _table_array(data) -> np.ndarray:
+    """A FITS table as a plain structured array with physical values.
+
+    ``np.array(hdu.data)`` would return the stored integers, ignoring TZERO (unsigned columns
+    such as DQ_DEF's VALUE come back shifted by 2**31); column access applies the scaling.
+    """
+    if data is None:
+        return np.zeros(0)
+    names = list(data.columns.names)
+    columns = [np.asarray(data[name]) for name in names]
+    return np.rec.fromarrays(columns, names=names).view(np.ndarray)
 
 
 def _fits_array_ref(extname: str, dtype: str, shape) -> dict:
