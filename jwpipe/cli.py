@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 from .errors import ConfigError, JwpipeError
 
@@ -139,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
                                            crds_path=args.crds_path, threads=args.threads,
                                            **options))
         failures = 0
-        for item, result in zip(args.inputs, run_many_cli(spec, args.inputs, args.jobs)):
+        for item, result in zip(args.inputs, run_many_cli(spec, args.inputs, args.jobs), strict=True):
             if isinstance(result, BaseException):
                 failures += 1
                 if args.debug:

@@ -214,6 +214,9 @@ def build_pipeline(cfg, *, pipeline=None, steps: dict | None = None,
     if unused and not pipeline.missing_steps:
         raise ConfigError(f"--override: no step of {config.class_name} uses reference type(s) "
                           f"{', '.join(sorted(unused))}")
+    for step in pipeline.steps.values():
+        if step.params.output_dir is None:
+            step.params.output_dir = pipeline.params.output_dir
     pipeline.crds_path = crds_path
     pipeline.threads = threads
     return pipeline
@@ -299,6 +302,7 @@ def run_ramp_chain(pipeline, init):
         if raw.has(table):
             setattr(product, table, getattr(raw, table))
     nints, ngroups, ny, nx = raw.shape
+    product.exposure_shape = raw.shape  # prepare() runs before any ramp data are read
     order = step_order(pipeline, raw.meta)
     split = order.index("ramp_fit") if "ramp_fit" in order else len(order)
     ramp_aliases, post_aliases = order[:split], order[split:]
@@ -321,7 +325,8 @@ def run_ramp_chain(pipeline, init):
     fit_step = pipeline.steps.get("ramp_fit") if post_aliases else None
     fitter = None
     if fit_step is not None and not fit_step.params.skip:
-        fitter = fit_step.start(product, fit_step.get_references(product))
+        fitter = fit_step.start(product, fit_step.get_references(product),
+                                spill_dir=pipeline.params.output_dir)
     keep_ramp = pipeline.flow == "ramp" and (
         getattr(pipeline.params, "save_calibrated_ramp", False) or fitter is None)
     if keep_ramp:
@@ -329,7 +334,8 @@ def run_ramp_chain(pipeline, init):
         product.groupdq = np.empty((nints, ngroups, ny, nx), np.uint8)
 
     whole = any(step.needs_all_integrations for step, _ in active)
-    per_block = nints if whole else block_size_for(raw.shape)
+    per_block = nints if whole else (pipeline.params.integrations_per_block
+                                     or block_size_for(raw.shape))
     pixeldq = np.zeros((ny, nx), np.uint32)
     step_seconds = {step.name: 0.0 for step, _ in active}
     fit_seconds = 0.0

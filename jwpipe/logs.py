@@ -30,7 +30,6 @@ def configure(level: int | str = "INFO", stream=None) -> None:
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%H:%M:%S"))
     handler._jwpipe = True
     logger.addHandler(handler)
-    logger.propagate = False
 
 
 def peak_rss_mb() -> float:

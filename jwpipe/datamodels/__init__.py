@@ -14,7 +14,8 @@ from .fits_io import LazyArray, open_hdulist
 from .meta import Node
 from .model import ArraySpec, DataModel
 from .products import *  # noqa: F403
-from .products import MODEL_CLASSES, __all__ as _products_all
+from .products import MODEL_CLASSES
+from .products import __all__ as _products_all
 
 __all__ = ["open", "DataModel", "ArraySpec", "LazyArray", "Node", "Association", "load_asn",
            "write_asn", "MODEL_CLASSES", *_products_all]

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 from astropy.io import fits
 
-from ..errors import DataShapeError, InputFileError
+from ..errors import DataShapeError
 from ..logs import get_logger
 from . import keywords as kw
 from .fits_io import FitsAssembler, LazyArray, atomic_path, lazy_image, open_hdulist
@@ -364,7 +364,7 @@ class DataModel:
     # -- context management ----------------------------------------------------------------------
     def close(self) -> None:
         """Drop file-backed arrays (memory maps) that were never loaded."""
-        for name, value in list(self._arrays.items()):
+        for value in list(self._arrays.values()):
             if isinstance(value, LazyArray):
                 value._mm = None
 
@@ -400,9 +400,19 @@ def _table_array(data) -> np.ndarray:
     """
     if data is None:
         return np.zeros(0)
-    names = list(data.columns.names)
-    columns = [np.asarray(data[name]) for name in names]
-    return np.rec.fromarrays(columns, names=names).view(np.ndarray)
+    raw = np.array(data)
+    scaled = {col.name for col in data.columns
+              if col.bzero not in (None, 0) or col.bscale not in (None, 1)}
+    if not scaled:
+        return raw
+    values = {name: np.asarray(data[name]) for name in scaled}
+    descr = [(name, values[name].dtype.str if name in values else raw.dtype.fields[name][0],
+              values[name].shape[1:] if name in values else ())
+             for name in raw.dtype.names]
+    out = np.empty(len(raw), dtype=[(n, t, s) if s else (n, t) for n, t, s in descr])
+    for name in raw.dtype.names:
+        out[name] = values[name] if name in values else raw[name]
+    return out
 
 
 def _fits_array_ref(extname: str, dtype: str, shape) -> dict:

@@ -10,7 +10,8 @@ __all__ = [
     "RampFitOutputModel", "GainModel", "ReadnoiseModel", "MaskModel", "SaturationModel",
     "SuperBiasModel", "LinearityModel", "DarkModel", "DarkMIRIModel", "IPCModel", "ResetModel",
     "RSCDModel", "FlatModel", "PixelAreaModel", "PhotomModel", "TrapDensityModel",
-    "TrapParsModel", "PersistenceSatModel", "ReferenceModel", "MODEL_CLASSES",
+    "TrapParsModel", "PersistenceSatModel", "TrapsFilledModel", "ReferenceModel",
+    "MODEL_CLASSES",
 ]
 
 _SCIENCE_VARIANCES = {
@@ -152,7 +153,8 @@ class SuperBiasModel(ReferenceModel):
 
 class LinearityModel(ReferenceModel):
     model_type = "LinearityModel"
-    arrays = {"coeffs": A("COEFFS", "float32", (3,)), "inv_coeffs": A("INV_COEFFS", "float32", (3,)),
+    arrays = {"coeffs": A("COEFFS", "float32", (3,)),
+              "inv_coeffs": A("INV_COEFFS", "float32", (3,)),
               "dq": A("DQ", "uint32", (2,))}
 
 
@@ -223,12 +225,19 @@ class PersistenceSatModel(ReferenceModel):
     arrays = {"data": A("SCI", "float32", (2,)), "dq": A("DQ", "uint32", (2,))}
 
 
+class TrapsFilledModel(DataModel):
+    """Filled traps per trap family (``_trapsfilled``): SCI float32 (nfamilies, ny, nx)."""
+
+    model_type = "TrapsFilledModel"
+    arrays = {"data": A("SCI", "float32", (3,))}
+
+
 MODEL_CLASSES: dict[str, type[DataModel]] = {
     cls.model_type: cls
     for cls in (Level1bModel, RampModel, ImageModel, IFUImageModel, CubeModel,
                 RampFitOutputModel, GainModel, ReadnoiseModel, MaskModel, SaturationModel,
                 SuperBiasModel, LinearityModel, DarkModel, DarkMIRIModel, IPCModel, ResetModel,
                 RSCDModel, FlatModel, PixelAreaModel, PhotomModel, TrapDensityModel,
-                TrapParsModel, PersistenceSatModel)
+                TrapParsModel, PersistenceSatModel, TrapsFilledModel)
 }
 MODEL_CLASSES["DataModel"] = DataModel

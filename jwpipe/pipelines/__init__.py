@@ -22,7 +22,14 @@ class PipelineParams:
 
 
 @dataclass
-class Detector1Params(PipelineParams):
+class RampPipelineParams(PipelineParams):
+    """Stage-1 pipelines stream integrations in blocks; 0 sizes blocks to about 256 MB."""
+
+    integrations_per_block: int = 0
+
+
+@dataclass
+class Detector1Params(RampPipelineParams):
     save_calibrated_ramp: bool = False
 
 
@@ -78,6 +85,7 @@ class DarkPipeline(Pipeline):
 
     cfg = "calwebb_dark.cfg"
     flow = "ramp"
+    Params = RampPipelineParams
     final_suffix = "dark"
 
 

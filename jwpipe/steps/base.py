@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..logs import get_logger, timed
 
 __all__ = ["StepParams", "Step", "RampStep", "RampBlock", "output_name", "parse_value",
-           "NOT_APPLICABLE"]
+           "exposure_shape", "NOT_APPLICABLE"]
 
 NOT_APPLICABLE = "N/A"
 
@@ -181,7 +181,20 @@ class Step:
         return path
 
     def get_references(self, model: DataModel) -> dict[str, str]:
-        return {reftype: self.get_reference(reftype, model) for reftype in self.reference_types}
+        """Every reference the step uses; an optional type that cannot be found is ``N/A``."""
+        from ..errors import ReferenceNotFoundError
+
+        required = self.required_references()
+        refs = {}
+        for reftype in self.reference_types:
+            try:
+                refs[reftype] = self.get_reference(reftype, model)
+            except ReferenceNotFoundError:
+                if reftype in required or reftype in self.overrides:
+                    raise
+                log.info("%s: no %s reference found; it is optional here", self.name, reftype)
+                refs[reftype] = NOT_APPLICABLE
+        return refs
 
     # -- running ---------------------------------------------------------------------------------
     def open_input(self, init) -> DataModel:
@@ -343,6 +356,29 @@ class RampStep(Step):
         block.store(model)
         self.finish(model, state)
         return model
+
+
+def exposure_shape(model) -> tuple[int, int, int, int]:
+    """(nints, ngroups, ny, nx) of an exposure, from its data or, before data exist, its keywords.
+
+    The stage-1 driver calls ``prepare`` with a product whose ramp has not been read yet; there
+    the shape comes from NINTS (INTSTART/INTEND for segments), NGROUPS and SUBSIZE1/2.
+    """
+    shape = tuple(model.shape)
+    if len(shape) == 4:
+        return shape
+    known = getattr(model, "exposure_shape", None)
+    if known is not None:
+        return tuple(known)
+    meta = model.meta
+    start, end = meta.get("exposure.integration_start"), meta.get("exposure.integration_end")
+    nints = (end - start + 1) if (start and end) else meta.get("exposure.nints")
+    values = (nints, meta.get("exposure.ngroups"), meta.get("subarray.ysize"),
+              meta.get("subarray.xsize"))
+    if any(v is None for v in values):
+        raise ConfigError(f"{model.path or 'input'}: the exposure shape is unknown (no data and "
+                          "no NINTS/NGROUPS/SUBSIZE1/SUBSIZE2 keywords)")
+    return tuple(int(v) for v in values)
 
 
 def env_threads() -> int:

@@ -1,0 +1,111 @@
+"""Jump-detection kernel (two-point differences, GLS step test) on realistic shapes.
+
+Reference points (BASELINES.md, 2-core machine): the reference pipeline's jump kernel takes 9.9 s on
+a full-frame 2048x2048x10 ramp; one pass over that ramp in memory costs about 10 ms. The NIRISS
+SOSS TSO case (256x2048, 5 groups x 50 integrations) spends 20.3 s in jump.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+TGROUP = 10.73677  # NIRCam full frame, RAPID
+
+
+def synthetic_ramp(nints, ngroups, ny, nx, seed=0, cr_rate=2e-4):
+    """Sky-plus-sources ramps in DN with Poisson and read noise, cosmic rays (``cr_rate`` per
+    pixel-group, amplitudes 10-2000 DN) and ~0.5% of pixels saturating part-way up the ramp."""
+    rng = np.random.default_rng(seed)
+    ny_, nx_ = ny, nx
+    rate = rng.gamma(2.0, 5.0, (ny_, nx_)).astype(np.float32)  # DN/s
+    data = np.empty((nints, ngroups, ny_, nx_), np.float32)
+    gdq = np.zeros((nints, ngroups, ny_, nx_), np.uint8)
+    sat = rng.random((ny_, nx_)) < 0.005
+    sat_group = rng.integers(1, max(ngroups, 2), (ny_, nx_))
+    for i in range(nints):
+        acc = np.zeros((ny_, nx_), np.float32)
+        for g in range(ngroups):
+            acc += rate * np.float32(TGROUP)
+            hit = rng.random((ny_, nx_)) < cr_rate
+            acc[hit] += rng.uniform(10, 2000, hit.sum()).astype(np.float32)
+            data[i, g] = acc + rng.standard_normal((ny_, nx_), dtype=np.float32) * np.float32(7.1)
+            gdq[i, g][sat & (sat_group <= g)] = 3
+    gain = np.full((ny_, nx_), 2.0, np.float32)
+    readnoise = np.full((ny_, nx_), 10.0, np.float32)
+    return data, gdq, gain, readnoise
+
+
+class JumpFullFrame:
+    """Kernel on a full-frame 2048x2048, 10-group, 1-integration ramp."""
+
+    params = [1, 2]
+    param_names = ["nthreads"]
+    timeout = 300
+
+    def setup(self, nthreads):
+        from jwpipe.jump_detection import detect_jumps
+
+        self.detect = detect_jumps
+        self.data, self.gdq, self.gain, self.rn = synthetic_ramp(1, 10, 2048, 2048)
+        detect_jumps(self.data[:, :, :64], self.gdq[:, :, :64], self.gain[:64], self.rn[:64],
+                     group_time=TGROUP, frame_time=TGROUP, nframes=1)  # warm up
+
+    def _run(self, nthreads):
+        return self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
+                           frame_time=TGROUP, nframes=1, nthreads=nthreads)
+
+    def time_detect(self, nthreads):
+        self._run(nthreads)
+
+    def peakmem_detect(self, nthreads):
+        self._run(nthreads)
+
+
+class JumpFullFrameSnowballs:
+    """Full frame with snowball flagging on (the near-IR CRDS parameters turn it on)."""
+
+    params = [2]
+    param_names = ["nthreads"]
+    timeout = 300
+
+    def setup(self, nthreads):
+        from jwpipe.jump_detection import detect_jumps
+
+        self.detect = detect_jumps
+        self.data, self.gdq, self.gain, self.rn = synthetic_ramp(1, 10, 2048, 2048)
+
+    def time_detect_snowballs(self, nthreads):
+        self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
+                    frame_time=TGROUP, nframes=1, expand_large_events=True, nthreads=nthreads)
+
+
+class JumpTSO:
+    """TSO-like block stream: 50 integrations of 256x2048 with 5 groups, fed 10 at a time with
+    the state passed from block to block (memory stays that of one block)."""
+
+    params = [1, 2]
+    param_names = ["nthreads"]
+    timeout = 300
+
+    def setup(self, nthreads):
+        from jwpipe.jump_detection import detect_jumps
+
+        self.detect = detect_jumps
+        self.data, self.gdq, self.gain, self.rn = synthetic_ramp(50, 5, 256, 2048, seed=1)
+
+    def _run(self, nthreads):
+        state = None
+        n = 0
+        for start in range(0, 50, 10):
+            res = self.detect(self.data[start:start + 10], self.gdq[start:start + 10], self.gain,
+                              self.rn, group_time=TGROUP, frame_time=TGROUP, nframes=1,
+                              state=state, nthreads=nthreads)
+            state = res.state
+            n += res.n_jumps
+        return n
+
+    def time_detect_stream(self, nthreads):
+        self._run(nthreads)
+
+    def peakmem_detect_stream(self, nthreads):
+        self._run(nthreads)

@@ -1,0 +1,48 @@
+import numpy as np
+import numpy.typing as npt
+
+# (slope, err, dq, var_poisson, var_rnoise), each (n, ny, nx): float32 except dq (uint32)
+_Results = tuple[
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.float32],
+    npt.NDArray[np.float32],
+]
+# (sums (5, ny, nx) float64, dq (ny, nx) uint32, state (ny, nx) uint8)
+_Sums = tuple[npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.uint8]]
+
+class RampFitKernel:
+    def __init__(
+        self,
+        gain: npt.NDArray[np.float32],
+        rnoise: npt.NDArray[np.float32],
+        dark: npt.NDArray[np.float32],
+        pixeldq: npt.NDArray[np.uint32],
+        ngroups: int,
+        first: int,
+        stop: int,
+        group_time: float,
+        frame_time: float,
+        one_group_time: float,
+        suppress_one_group: bool,
+    ) -> None: ...
+    def fit_block(
+        self,
+        data: npt.NDArray[np.float32],
+        groupdq: npt.NDArray[np.uint8],
+        zeroframe: npt.NDArray[np.float32] | None,
+        ints: _Results,
+        sums_dq_state: _Sums,
+        nthreads: int,
+    ) -> None: ...
+    def fit_exposure(
+        self,
+        data: npt.NDArray[np.float32],
+        groupdq: npt.NDArray[np.uint8],
+        zeroframe: npt.NDArray[np.float32] | None,
+        ints: _Results,
+        rate: _Results,
+        nthreads: int,
+    ) -> None: ...
+    def finish(self, nints: int, sums_dq_state: _Sums, rate: _Results, nthreads: int) -> None: ...

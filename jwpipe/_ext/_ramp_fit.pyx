@@ -1,0 +1,184 @@
+# Cython shim over src/ramp_fit.c: typed memoryviews in, status code out, GIL released.
+from libc.stdint cimport uint8_t, uint32_t
+
+cdef extern from "ramp_fit.h" nogil:
+    int JW_OK
+    int JW_ERR_SHAPE
+    int JW_ERR_ALLOC
+
+    ctypedef struct jw_rf_setup:
+        int ngroups, first, stop, ny, nx, suppress_one_group
+        double group_time, frame_time, one_group_time
+        const float *gain
+        const float *rnoise
+        const float *dark
+        const uint32_t *pixeldq
+
+    ctypedef struct jw_rf_image:
+        float *slope
+        float *err
+        float *var_poisson
+        float *var_rnoise
+        uint32_t *dq
+
+    ctypedef struct jw_rf_accum:
+        double *sum_rate
+        double *sum_pden
+        double *sum_ivar_r
+        double *sum_num
+        double *sum_ivar_r_cl
+        uint32_t *dq
+        uint8_t *state
+
+    int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uint8_t *groupdq,
+                          const float *zeroframe, const jw_rf_image *ints, const jw_rf_accum *acc,
+                          const jw_rf_image *rate, int nthreads)
+    int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
+                           const jw_rf_image *rate, int nthreads)
+
+
+cdef void _raise(int status, str what) except *:
+    if status == JW_ERR_SHAPE:
+        raise ValueError(f"{what}: inconsistent shapes or group range")
+    if status == JW_ERR_ALLOC:
+        raise MemoryError(f"{what}: could not allocate the per-thread buffers")
+    if status != JW_OK:
+        raise RuntimeError(f"{what}: kernel failed with status {status}")
+
+
+cdef inline bint _same2(Py_ssize_t *shape, Py_ssize_t a, Py_ssize_t b) noexcept:
+    return shape[0] == a and shape[1] == b
+
+
+cdef inline bint _same3(Py_ssize_t *shape, Py_ssize_t a, Py_ssize_t b, Py_ssize_t c) noexcept:
+    return shape[0] == a and shape[1] == b and shape[2] == c
+
+
+cdef int _image(object arrays, Py_ssize_t n, Py_ssize_t ny, Py_ssize_t nx, jw_rf_image *out,
+                str what) except -1:
+    """Point ``out`` at (slope, err, dq, var_poisson, var_rnoise), each (n, ny, nx)."""
+    cdef float[:, :, ::1] slope, err, vp, vr
+    cdef uint32_t[:, :, ::1] dq
+    slope, err, dq, vp, vr = arrays
+    if not (_same3(slope.shape, n, ny, nx) and _same3(err.shape, n, ny, nx)
+            and _same3(dq.shape, n, ny, nx) and _same3(vp.shape, n, ny, nx)
+            and _same3(vr.shape, n, ny, nx)):
+        raise ValueError(f"{what}: result arrays must have shape {(n, ny, nx)}")
+    if n == 0:
+        out.slope = out.err = out.var_poisson = out.var_rnoise = NULL
+        out.dq = NULL
+        return 0
+    out.slope = &slope[0, 0, 0]
+    out.err = &err[0, 0, 0]
+    out.dq = &dq[0, 0, 0]
+    out.var_poisson = &vp[0, 0, 0]
+    out.var_rnoise = &vr[0, 0, 0]
+    return 0
+
+
+cdef int _accum(object sums_dq_state, Py_ssize_t ny, Py_ssize_t nx, jw_rf_accum *acc) except -1:
+    """Point ``acc`` at (sums (5, ny, nx) float64, dq (ny, nx) uint32, state (ny, nx) uint8)."""
+    cdef double[:, :, ::1] sums
+    cdef uint32_t[:, ::1] dq
+    cdef uint8_t[:, ::1] state
+    sums, dq, state = sums_dq_state
+    if not (_same3(sums.shape, 5, ny, nx) and _same2(dq.shape, ny, nx)
+            and _same2(state.shape, ny, nx)):
+        raise ValueError("sums must be (5, ny, nx), dq and state (ny, nx)")
+    acc.sum_rate = &sums[0, 0, 0]
+    acc.sum_pden = &sums[1, 0, 0]
+    acc.sum_ivar_r = &sums[2, 0, 0]
+    acc.sum_num = &sums[3, 0, 0]
+    acc.sum_ivar_r_cl = &sums[4, 0, 0]
+    acc.dq = &dq[0, 0]
+    acc.state = &state[0, 0]
+    return 0
+
+
+cdef class RampFitKernel:
+    """Per-exposure constants of the ramp-fitting kernel; see ``jwpipe.ramp_fitting``.
+
+    Holds the 2-D inputs (gain, per-group read noise in electrons, dark current, PIXELDQ, all
+    C-contiguous (ny, nx)) and the group range and times. Results go to caller-allocated arrays
+    passed as tuples ``(slope, err, dq, var_poisson, var_rnoise)`` of shape (n, ny, nx); the running
+    sums as ``(sums (5, ny, nx) float64 zeroed, dq (ny, nx) uint32, state (ny, nx) uint8)``.
+    """
+    cdef jw_rf_setup s
+    cdef object _keep
+
+    def __cinit__(self, const float[:, ::1] gain, const float[:, ::1] rnoise,
+                  const float[:, ::1] dark, const uint32_t[:, ::1] pixeldq, int ngroups,
+                  int first, int stop, double group_time, double frame_time,
+                  double one_group_time, bint suppress_one_group):
+        cdef Py_ssize_t ny = gain.shape[0], nx = gain.shape[1]
+        if not (_same2(rnoise.shape, ny, nx) and _same2(dark.shape, ny, nx)
+                and _same2(pixeldq.shape, ny, nx)):
+            raise ValueError("RampFitKernel: 2-D inputs must all have shape (ny, nx)")
+        if ny * nx == 0:
+            raise ValueError("RampFitKernel: empty image")
+        if not (0 <= first < stop <= ngroups):
+            raise ValueError("RampFitKernel: need 0 <= first < stop <= ngroups")
+        self._keep = (gain.base, rnoise.base, dark.base, pixeldq.base)
+        self.s.ngroups = ngroups
+        self.s.first = first
+        self.s.stop = stop
+        self.s.ny = <int>ny
+        self.s.nx = <int>nx
+        self.s.suppress_one_group = suppress_one_group
+        self.s.group_time = group_time
+        self.s.frame_time = frame_time
+        self.s.one_group_time = one_group_time
+        self.s.gain = &gain[0, 0]
+        self.s.rnoise = &rnoise[0, 0]
+        self.s.dark = &dark[0, 0]
+        self.s.pixeldq = &pixeldq[0, 0]
+
+    cdef int _block(self, const float[:, :, :, ::1] data, const uint8_t[:, :, :, ::1] groupdq,
+                    const float[:, :, ::1] zeroframe, object ints, jw_rf_accum *acc,
+                    jw_rf_image *rate, int nthreads) except -1:
+        cdef int nb = <int>data.shape[0], status
+        cdef jw_rf_image out
+        cdef const float *zf = NULL
+        cdef const float *dp = NULL
+        cdef const uint8_t *qp = NULL
+        if (data.shape[1] != self.s.ngroups or data.shape[2] != self.s.ny
+                or data.shape[3] != self.s.nx):
+            raise ValueError("data must have shape (nb, ngroups, ny, nx)")
+        for d in range(4):
+            if groupdq.shape[d] != data.shape[d]:
+                raise ValueError("groupdq must have the shape of data")
+        if zeroframe is not None and not _same3(zeroframe.shape, nb, self.s.ny, self.s.nx):
+            raise ValueError("zeroframe must have shape (nb, ny, nx)")
+        _image(ints, nb, self.s.ny, self.s.nx, &out, "ints")
+        if nb > 0:
+            dp = &data[0, 0, 0, 0]
+            qp = &groupdq[0, 0, 0, 0]
+            if zeroframe is not None:
+                zf = &zeroframe[0, 0, 0]
+        with nogil:
+            status = jw_ramp_fit_block(&self.s, nb, dp, qp, zf, &out, acc, rate, nthreads)
+        _raise(status, "ramp fit")
+        return 0
+
+    def fit_block(self, data, groupdq, zeroframe, ints, sums_dq_state, int nthreads):
+        """Fit a block of integrations into ``ints`` (nb, ny, nx) and add them to the sums."""
+        cdef jw_rf_accum acc
+        _accum(sums_dq_state, self.s.ny, self.s.nx, &acc)
+        self._block(data, groupdq, zeroframe, ints, &acc, NULL, nthreads)
+
+    def fit_exposure(self, data, groupdq, zeroframe, ints, rate, int nthreads):
+        """Fit a whole exposure: ``ints`` (nints, ny, nx) and ``rate`` (1, ny, nx), no sums kept."""
+        cdef jw_rf_image r
+        _image(rate, 1, self.s.ny, self.s.nx, &r, "rate")
+        self._block(data, groupdq, zeroframe, ints, NULL, &r, nthreads)
+
+    def finish(self, long nints, sums_dq_state, rate, int nthreads):
+        """Write the exposure results ``rate`` (1, ny, nx) from the sums after nints integrations."""
+        cdef int status
+        cdef jw_rf_accum acc
+        cdef jw_rf_image r
+        _accum(sums_dq_state, self.s.ny, self.s.nx, &acc)
+        _image(rate, 1, self.s.ny, self.s.nx, &r, "rate")
+        with nogil:
+            status = jw_ramp_fit_finish(&self.s, nints, &acc, &r, nthreads)
+        _raise(status, "finish")

@@ -1,0 +1,1120 @@
+/* Ramp fitting: ordinary least squares with "optimal" weighting (Fixsen et al. 2000, PASP 112, 1350),
+ * with the segment and variance bookkeeping of the reference JWST pipeline (stcal >= 1.19).
+ *
+ * One integration of one pixel at a time:
+ *   - a group is usable when its GROUPDQ is exactly 0; a segment is a run of usable groups, and a
+ *     group flagged exactly JUMP_DET just before the run is its first group (the jump happened
+ *     between it and the previous group). SATURATED groups read as NaN. Length-1 segments are
+ *     dropped when a longer one exists; if all have length 1 only the first is kept;
+ *   - the Poisson variance uses a median rate: the median of the clean first differences;
+ *   - a segment of n >= 3 groups is fitted with weights |(k - mid) / mid|^P / RN^2, where P comes from
+ *     the segment's signal-to-noise ratio; n = 2 is the difference, n = 1 the value over its time;
+ *   - var_R = 12 RN^2 / ((n^3 - n) tgroup^2 gain^2) (n = 2 for single groups), var_P = (rate + dark)
+ *     / (tgroup gain (n - 1)); the integration slope is the 1/var_R-weighted mean of the segment
+ *     slopes, and the exposure slope the 1/var_R-weighted mean over all segments of all
+ *     integrations (read-noise-only weights, stcal >= 1.19);
+ *   - CHARGELOSS groups (also DO_NOT_USE) are left out of the slope but put back for VAR_RNOISE.
+ *
+ * Integrations stream through in blocks: the exposure results need only per-pixel sums
+ * (jw_rf_accum), completed by jw_ramp_fit_finish once the exposure-wide median rate is known (or,
+ * when a block is the whole exposure, kept in a row buffer and completed row by row).
+ * Per-integration results use that integration's own median rate. Everything is double precision,
+ * evaluated in the reference's order of operations; results are rounded to float32 on output.
+ *
+ * Work is split by rows over OpenMP threads; a row is processed in chunks of CHUNK pixels. The
+ * ramp layout (groups outermost, pixels fastest) lets the common case -- every group usable --
+ * run as loops over contiguous pixels that the compiler vectorises (chunk_fit); the other pixels
+ * are fitted one at a time (fit_integration). Both give the same numbers. Pixels are independent,
+ * so the results do not depend on the number of threads or on how integrations are blocked.
+ * Arrays are C-contiguous: data/groupdq (nb, ngroups, ny, nx), images (ny, nx).
+ */
+/* FP exceptions are never inspected here, so let GCC evaluate both sides of a select on doubles
+ * (a guarded division may then be speculated and the pixel loops vectorise). This does not change
+ * any result: it permits no reassociation or contraction. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-trapping-math")
+#endif
+
+#include "ramp_fit.h"
+#include "dqflags.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define NPOWER 6
+#define TABLE_NMAX 64 /* segment weights are tabulated up to this length */
+#define TABLE_STRIDE (TABLE_NMAX * (TABLE_NMAX + 1) / 2)
+
+static const double POWERS[NPOWER] = {0.0, 0.4, 1.0, 3.0, 6.0, 10.0};
+
+static const uint8_t F_DNU = (uint8_t)DQ_DO_NOT_USE;
+static const uint8_t F_SAT = (uint8_t)DQ_SATURATED;
+static const uint8_t F_JUMP = (uint8_t)DQ_JUMP_DET;
+static const uint8_t F_CL = (uint8_t)DQ_CHARGELOSS;
+
+/* Weighting exponent index for a segment signal-to-noise ratio (a NaN ratio gets the top one). */
+static inline int power_index(double snr)
+{
+    if (snr < 5.0) return 0;
+    if (snr < 10.0) return 1;
+    if (snr < 20.0) return 2;
+    if (snr < 50.0) return 3;
+    if (snr < 100.0) return 4;
+    return 5;
+}
+
+/* Fixsen weight of group k of a segment of len groups, before the 1/RN^2 factor. The power is taken
+ * in single precision, as the reference does, so the weights agree to the bit. */
+static inline float fixsen_weight(int k, int len, int p)
+{
+    const double mid = (double)(len - 1) / 2.0;
+    const double invmid = 1.0 / mid;
+    return powf((float)fabs(((double)k - mid) * invmid), (float)POWERS[p]);
+}
+
+static void fill_weight_table(double *table, int nmax)
+{
+    for (int p = 0; p < NPOWER; p++)
+        for (int len = 3; len <= nmax; len++)
+            for (int k = 0; k < len; k++)
+                table[p * TABLE_STRIDE + len * (len - 1) / 2 + k] = (double)fixsen_weight(k, len, p);
+}
+
+/* Segments of one integration as [ss[i], se[i]); returns how many. */
+static int find_segments(const uint8_t *q, int n, int *ss, int *se)
+{
+    int ns = 0, longest = 0, start = -1;
+    for (int g = 0; g <= n; g++) {
+        const int good = g < n && q[g] == 0;
+        if (good) {
+            if (start < 0) start = (g > 0 && q[g - 1] == F_JUMP) ? g - 1 : g;
+        } else if (start >= 0) {
+            const int len = g - start;
+            if (!(len == 1 && longest > 1)) {
+                ss[ns] = start;
+                se[ns] = g;
+                ns++;
+                if (len > longest) longest = len;
+            }
+            start = -1;
+        }
+    }
+    if (ns > 1) {
+        if (longest < 2) {
+            ns = 1;
+        } else {
+            int m = 0;
+            for (int i = 0; i < ns; i++) {
+                if (se[i] - ss[i] > 1) {
+                    ss[m] = ss[i];
+                    se[m] = se[i];
+                    m++;
+                }
+            }
+            ns = m;
+        }
+    }
+    return ns;
+}
+
+/* Compare-exchange: a <= b afterwards (branch-free minsd/maxsd; inputs are not NaN). */
+#define SORT2(a, b)                           \
+    do {                                      \
+        const double lo_ = (a) < (b) ? (a) : (b); \
+        const double hi_ = (a) < (b) ? (b) : (a); \
+        (a) = lo_;                            \
+        (b) = hi_;                            \
+    } while (0)
+
+/* Median of 9 values (a selection network of 19 comparators; p is scrambled). */
+static inline double median9(double *p)
+{
+    SORT2(p[1], p[2]); SORT2(p[4], p[5]); SORT2(p[7], p[8]);
+    SORT2(p[0], p[1]); SORT2(p[3], p[4]); SORT2(p[6], p[7]);
+    SORT2(p[1], p[2]); SORT2(p[4], p[5]); SORT2(p[7], p[8]);
+    SORT2(p[0], p[3]); SORT2(p[5], p[8]); SORT2(p[4], p[7]);
+    SORT2(p[3], p[6]); SORT2(p[1], p[4]); SORT2(p[2], p[5]);
+    SORT2(p[4], p[7]); SORT2(p[2], p[4]); SORT2(p[4], p[6]);
+    SORT2(p[2], p[4]);
+    return p[4];
+}
+
+/* Indices of the m-th (and, if need_lo, the (m-1)-th) smallest of a[0..cnt) (no NaNs). */
+static void rank_select(const double *a, int cnt, int m, int need_lo, int *ihi, int *ilo)
+{
+    *ihi = *ilo = 0;
+    int found_hi = 0, found_lo = !need_lo;
+    for (int i = 0; i < cnt && !(found_hi && found_lo); i++) {
+        int less = 0, eq = 0;
+        for (int j = 0; j < cnt; j++) {
+            less += a[j] < a[i];
+            eq += a[j] == a[i];
+        }
+        /* a[i] occupies the sorted positions [less, less + eq) */
+        if (!found_hi && less <= m && m < less + eq) {
+            *ihi = i;
+            found_hi = 1;
+        }
+        if (!found_lo && less <= m - 1 && m - 1 < less + eq) {
+            *ilo = i;
+            found_lo = 1;
+        }
+    }
+}
+
+/* Median of the clean first differences, in DN/s: of y[k+1]/gt - y[k]/gt over the differences
+ * whose groups are not DO_NOT_USE (nor SATURATED, which read as NaN) and whose later group is not a
+ * jump. With none, group 0 over the group time (NaN if it is DO_NOT_USE). The order statistics are
+ * picked on the exact raw differences y[k+1] - y[k]; the chosen ones are then evaluated in the
+ * reference's arithmetic. d (n doubles), t (>= 9 doubles) and kk (n ints) are scratch. */
+static double median_rate(const double *y, const uint8_t *q, int n, double gt, double *d, double *t,
+                          int *kk)
+{
+    int cnt = 0;
+    for (int k = 0; k < n - 1; k++) {
+        if (((q[k] | q[k + 1]) & F_DNU) || (q[k + 1] & F_JUMP)) continue;
+        const double v = y[k + 1] - y[k];
+        if (v == v) {
+            d[cnt] = v;
+            kk[cnt] = k;
+            cnt++;
+        }
+    }
+    if (cnt == 0) return (q[0] & F_DNU) ? NAN : y[0] / gt;
+    const int m = cnt >> 1;
+    int ihi, ilo;
+    if (cnt == 9) {
+        memcpy(t, d, 9 * sizeof(double));
+        const double med = median9(t);
+        ihi = 0;
+        while (d[ihi] != med) ihi++;
+        ilo = ihi;
+    } else {
+        rank_select(d, cnt, m, !(cnt & 1), &ihi, &ilo);
+    }
+    const int khi = kk[ihi];
+    const double hi = y[khi + 1] / gt - y[khi] / gt;
+    if (cnt & 1) return hi;
+    const int klo = kk[ilo];
+    const double lo = y[klo + 1] / gt - y[klo] / gt;
+    return (hi + lo) / 2.0;
+}
+
+/* Read-noise variance of a 1- or 2-group segment (t: the time its slope is divided by). */
+static inline double rnoise_short(double rn, double gain, double t)
+{
+    double rnum = rn / t;
+    rnum = 12.0 * rnum * rnum;
+    double rden = 6.0;
+    rden = rden * gain * gain;
+    return rnum / rden;
+}
+
+static inline double rnoise_long(double rn, double gain, double gt, double len)
+{
+    if (gain <= 0.0 || isnan(gain)) return 0.0;
+    double rnum = rn / gt;
+    rnum = 12.0 * rnum * rnum;
+    double rden = len * len * len - len;
+    rden = rden * gain * gain;
+    return rnum / rden;
+}
+
+/* Optimally weighted least-squares slope (DN/s) of y[start, start + len), len >= 3. */
+static double ols_slope(const double *y, int start, int len, double rn, double gain, double gt,
+                        const double *table, double *wbuf)
+{
+    const double delta = y[start + len - 1] - y[start];
+    const double den = rn * rn + delta * gain;
+    double snr = 0.0;
+    if (!(den <= 0.0 || gain == 0.0)) {
+        const double s = delta * gain / sqrt(den);
+        snr = (s < 0.0) ? 0.0 : s;
+    }
+    const int p = power_index(snr);
+    const double *w;
+    if (len <= TABLE_NMAX) {
+        w = table + p * TABLE_STRIDE + len * (len - 1) / 2;
+    } else {
+        for (int k = 0; k < len; k++) wbuf[k] = (double)fixsen_weight(k, len, p);
+        w = wbuf;
+    }
+    const double invrn2 = 1.0 / (rn * rn);
+    double sw = 0.0, sx = 0.0, sxx = 0.0, sy = 0.0, sxy = 0.0;
+    for (int k = 0; k < len; k++) {
+        const double weight = (double)w[k] * invrn2;
+        const double x = (double)k + (double)start;
+        double d = y[start + k];
+        if (isnan(d)) d = 0.0;
+        const double xw = x * weight;
+        sw += weight;
+        sx += xw;
+        sxx += x * xw;
+        sy += d * weight;
+        sxy += d * xw;
+    }
+    const double invden = 1.0 / (sw * sxx - sx * sx);
+    return (sw * sxy - sx * sy) * invden / gt;
+}
+
+typedef struct {
+    double gt, ft, ogt;
+    int suppress; /* suppress_one_group, in effect (never for 1-group ramps) */
+} timing_t;
+
+typedef struct {
+    double gain, rn, dark;
+    uint32_t pdq; /* PIXELDQ, plus NO_GAIN_VALUE|DO_NOT_USE for an unusable gain */
+} pixel_t;
+
+typedef struct {
+    double *y, *buf, *tmp;
+    double *wbuf;
+    uint8_t *q, *q0;
+    int *ss, *se, *kk;
+} scratch_t;
+
+/* What one pixel-integration produces. */
+typedef struct {
+    double slope, err, vp, vr;
+    uint32_t dq;
+    int fitted, chargeloss;
+    double rate, pden, ivr, num, ivr_cl;
+} integ_t;
+
+/* Fit one pixel-integration from w->y, w->q (working copy) and w->q0 (original flags). */
+static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pixel_t *px,
+                            const timing_t *t, const double *table, integ_t *r)
+{
+    double *y = w->y;
+    uint8_t *q = w->q;
+    const double gt = t->gt, gain = px->gain, rn = px->rn, dark = px->dark;
+
+    if (t->suppress) { /* a single usable group is not turned into a slope */
+        int ngood = 0, at = 0;
+        for (int g = 0; g < n; g++)
+            if (q[g] == 0) {
+                ngood++;
+                at = g;
+            }
+        if (ngood == 1) q[at] = F_DNU;
+    }
+
+    int jump = 0, cl = 0, good = 0, dnu = 0, dnusat = 0, sat = 0;
+    for (int g = 0; g < n; g++) {
+        const uint8_t f = q[g];
+        jump |= (f & F_JUMP) != 0;
+        cl |= (f & F_CL) != 0;
+        if (f == 0)
+            good++;
+        else if (f & F_DNU)
+            dnu++;
+        if (f & (F_DNU | F_SAT)) dnusat++;
+        if (f & F_SAT) {
+            y[g] = NAN;
+            sat++;
+        }
+    }
+
+    int is0 = 0, isz = 0;
+    if (!t->suppress) {
+        if (good == 1 && q[0] == 0) {
+            is0 = 1; /* only group 0 is good: its slope uses the one-group time */
+        } else if (good == 0 && has_zf && zf != 0.0) {
+            y[0] = zf; /* ZEROFRAME rescue of a ramp saturated from group 0 */
+            q[0] = 0;
+            good = 1;
+            dnusat--;
+            if (sat == n) sat--;
+            if (dnu == n) dnu--;
+            isz = 1;
+        }
+    }
+    const double t1 = is0 ? t->ogt : (isz ? t->ft : gt); /* time of a 1-group segment */
+
+    double mr;
+    if (n == 1 || is0)
+        mr = y[0] / t->ogt;
+    else if (isz)
+        mr = y[0] / t->ft;
+    else
+        mr = median_rate(y, q, n, gt, w->buf, w->tmp, w->kk);
+    if (n > 1 && isnan(mr)) mr = 0.0;
+    r->rate = mr;
+
+    uint32_t dq = px->pdq;
+    if (jump) dq |= DQ_JUMP_DET;
+    if (sat > 0) dq |= DQ_SATURATED; /* partial saturation is reported, the slope stays valid */
+    int nseg = 0, skip = 0;
+    if (q[0] & F_SAT) {
+        dq |= DQ_DO_NOT_USE | DQ_SATURATED;
+        skip = 1;
+    } else {
+        nseg = find_segments(q, n, w->ss, w->se);
+    }
+    if (dnusat == n) {
+        dq |= DQ_DO_NOT_USE;
+        if (sat == n) dq |= DQ_SATURATED;
+        skip = 1;
+    }
+
+    double slope = 0.0, err = 0.0, vp = 0.0, vr = 0.0;
+    r->fitted = 0;
+    r->ivr = 0.0;
+    if (!skip && nseg > 0) {
+        double ivr = 0.0, ivp = 0.0, ive = 0.0, num = 0.0, pden_sum = 0.0;
+        for (int s = 0; s < nseg; s++) {
+            const int start = w->ss[s], len = w->se[s] - w->ss[s];
+            double seg_slope, pden, seg_vr;
+            if (len == 1) {
+                seg_slope = y[start] / t1;
+                pden = t1 * gain;
+                seg_vr = rnoise_short(rn, gain, t1);
+            } else if (len == 2) {
+                seg_slope = (y[start + 1] - y[start]) / gt;
+                pden = gt * gain;
+                seg_vr = rnoise_short(rn, gain, gt);
+            } else {
+                seg_slope = ols_slope(y, start, len, rn, gain, gt, table, w->wbuf);
+                pden = gt * gain * ((double)len - 1.0);
+                seg_vr = rnoise_long(rn, gain, gt, (double)len);
+            }
+            const double seg_vp = (mr > 0.0) ? (mr + dark) / pden : dark / pden;
+            ivr += 1.0 / seg_vr;
+            if (seg_vp > 0.0) ivp += 1.0 / seg_vp;
+            ive += 1.0 / (seg_vp + seg_vr);
+            num += seg_slope / seg_vr;
+            pden_sum += pden;
+        }
+        if (ivp > 0.0) vp = 1.0 / ivp;
+        if (vp >= JW_RF_LARGE_VARIANCE) vp = 0.0;
+        vr = 1.0 / ivr;
+        if (vr >= JW_RF_LARGE_VARIANCE) vr = 0.0;
+        if (dq & DQ_DO_NOT_USE) {
+            vp = vr = err = 0.0;
+        } else {
+            const double ve = 1.0 / ive;
+            slope = num / ivr;
+            err = (ve > JW_RF_LARGE_VARIANCE) ? 0.0 : sqrt(ve);
+        }
+        r->fitted = 1;
+        r->pden = pden_sum;
+        r->ivr = ivr;
+        r->num = num;
+    }
+    if (dq & DQ_DO_NOT_USE) slope = NAN;
+
+    /* CHARGELOSS: the read-noise variance counts the CHARGELOSS groups again (flags as they came in,
+     * CHARGELOSS|DO_NOT_USE toggled off). */
+    r->chargeloss = cl;
+    if (cl) {
+        uint8_t *q0 = w->q0;
+        for (int g = 0; g < n; g++)
+            if (q0[g] & F_CL) q0[g] ^= (uint8_t)(F_DNU | F_CL);
+        const int ns = find_segments(q0, n, w->ss, w->se);
+        double ivr = 0.0;
+        for (int s = 0; s < ns; s++) {
+            const int len = w->se[s] - w->ss[s];
+            const double v = (len == 1)   ? rnoise_short(rn, gain, t1)
+                             : (len == 2) ? rnoise_short(rn, gain, gt)
+                                          : rnoise_long(rn, gain, gt, (double)len);
+            if (v > 0.0) ivr += 1.0 / v;
+        }
+        vr = 1.0 / ivr;
+        if (vr >= JW_RF_LARGE_VARIANCE) vr = 0.0;
+        r->ivr_cl = ivr;
+    } else {
+        /* 1/VAR_RNOISE of this integration (the sum itself: equal to within a double ulp) */
+        r->ivr_cl = (vr > 0.0) ? r->ivr : 0.0;
+    }
+
+    r->slope = slope;
+    r->err = err;
+    r->vp = vp;
+    r->vr = vr;
+    r->dq = dq;
+}
+
+static inline void load_pixel(const jw_rf_setup *s, size_t p, pixel_t *px)
+{
+    px->gain = (double)s->gain[p];
+    px->rn = (double)s->rnoise[p];
+    px->dark = (double)s->dark[p];
+    px->pdq = s->pixeldq[p];
+    if (px->gain <= 0.0 || isnan(px->gain)) px->pdq |= DQ_DO_NOT_USE | DQ_NO_GAIN_VALUE;
+}
+
+static int setup_ok(const jw_rf_setup *s)
+{
+    return s->ngroups >= 1 && s->first >= 0 && s->stop > s->first && s->stop <= s->ngroups &&
+           s->ny >= 0 && s->nx >= 0;
+}
+
+/* ------------------------------------------------------------------------------------------
+ * Chunk path. A chunk is CHUNK consecutive pixels of a row in one integration; the ramp layout
+ * (groups outermost, pixels fastest) makes every step below a loop over contiguous pixels that the
+ * compiler vectorises. Pixels whose groups are all usable (GROUPDQ 0, finite data) are fitted here
+ * with exactly the arithmetic of fit_integration for one segment; the others go through
+ * fit_integration one by one. */
+
+#define CHUNK 128
+#define MAXNET 32 /* longest ramp (in first differences) the chunk path sorts */
+
+typedef struct {
+    int cnt;      /* first differences per ramp (n - 1) */
+    int ncomp;    /* comparators */
+    int *a, *b;   /* comparator (a[i], b[i]) puts the smaller value at a[i] */
+} sortnet_t;
+
+/* Batcher's odd-even merge sort for the next power of two, minus the comparators that only touch
+ * positions >= cnt (they would only ever compare +inf padding). */
+static int sortnet_build(sortnet_t *net, int cnt)
+{
+    int P = 1;
+    while (P < cnt) P <<= 1;
+    int cap = 0;
+    for (int p = 1; p < P; p <<= 1) cap += P * 8;
+    net->cnt = cnt;
+    net->ncomp = 0;
+    net->a = (int *)malloc((size_t)(cap + 1) * sizeof(int));
+    net->b = (int *)malloc((size_t)(cap + 1) * sizeof(int));
+    if (!net->a || !net->b) return JW_ERR_ALLOC;
+    for (int p = 1; p < P; p <<= 1)
+        for (int k = p; k >= 1; k >>= 1)
+            for (int j = k % p; j + k <= P - 1; j += 2 * k)
+                for (int i = 0; i < k; i++)
+                    if ((i + j) / (2 * p) == (i + j + k) / (2 * p) && i + j + k < cnt) {
+                        net->a[net->ncomp] = i + j;
+                        net->b[net->ncomp] = i + j + k;
+                        net->ncomp++;
+                    }
+    return JW_OK;
+}
+
+typedef struct {
+    double *Y;  /* [n][CHUNK] data */
+    double *D;  /* [cnt][CHUNK] raw first differences */
+    double *T;  /* [cnt][CHUNK] sorted differences */
+    double *mr, *slope, *sw, *sx, *sxx, *sy, *sxy, *invrn2, *tmp, *pw, *mr2; /* [CHUNK] each */
+    uint8_t *clean;
+} chunk_t;
+
+static int chunk_alloc(chunk_t *c, int n)
+{
+    const int cnt = n > 1 ? n - 1 : 1;
+    double *blk = (double *)malloc(((size_t)(n + 2 * cnt) + 11) * CHUNK * sizeof(double));
+    c->clean = (uint8_t *)malloc(CHUNK);
+    if (!blk || !c->clean) {
+        free(blk);
+        return JW_ERR_ALLOC;
+    }
+    c->Y = blk;
+    c->D = c->Y + (size_t)n * CHUNK;
+    c->T = c->D + (size_t)cnt * CHUNK;
+    double *v = c->T + (size_t)cnt * CHUNK;
+    c->mr = v;
+    c->slope = v + 1 * CHUNK;
+    c->sw = v + 2 * CHUNK;
+    c->sx = v + 3 * CHUNK;
+    c->sxx = v + 4 * CHUNK;
+    c->sy = v + 5 * CHUNK;
+    c->sxy = v + 6 * CHUNK;
+    c->invrn2 = v + 7 * CHUNK;
+    c->tmp = v + 8 * CHUNK;
+    c->pw = v + 9 * CHUNK;
+    c->mr2 = v + 10 * CHUNK;
+    return JW_OK;
+}
+
+static void chunk_free(chunk_t *c)
+{
+    free(c->Y);
+    free(c->clean);
+}
+
+/* Exact median-rate value of first difference k: as the reference evaluates it. */
+static inline double diff_rate(const double *Y, int k, long x, double gt)
+{
+    return Y[(size_t)(k + 1) * CHUNK + x] / gt - Y[(size_t)k * CHUNK + x] / gt;
+}
+
+/* For each pixel, the first difference k whose raw value equals val[x], evaluated as the reference
+ * does: y[k+1]/gt - y[k]/gt. Uses c->tmp, c->pw and c->invrn2 as scratch. */
+static void diff_rates_at(chunk_t *c, int cnt, long wdt, double gt, const double *restrict val,
+                          double *restrict out)
+{
+    double *restrict kd = c->pw, *restrict a = c->tmp, *restrict b = c->invrn2;
+    const double *restrict D = c->D, *restrict Y = c->Y;
+    for (long x = 0; x < wdt; x++) kd[x] = 0.0;
+    for (int k = cnt - 1; k > 0; k--) {
+        const double *restrict d = D + (size_t)k * CHUNK;
+        const double kv = (double)k;
+        for (long x = 0; x < wdt; x++) kd[x] = (d[x] == val[x]) ? kv : kd[x];
+    }
+    for (long x = 0; x < wdt; x++) {
+        const size_t k = (size_t)kd[x];
+        a[x] = Y[k * CHUNK + x];
+        b[x] = Y[(k + 1) * CHUNK + x];
+    }
+    for (long x = 0; x < wdt; x++) out[x] = b[x] / gt - a[x] / gt;
+}
+
+/* Median rates of the chunk's clean pixels into c->mr (garbage elsewhere). */
+static void chunk_median(chunk_t *c, int n, long wdt, double gt, const sortnet_t *net)
+{
+    const int cnt = n - 1, m = cnt >> 1;
+    double *restrict D = c->D, *restrict T = c->T, *restrict mr = c->mr;
+    const double *restrict Y = c->Y;
+    for (int k = 0; k < cnt; k++) {
+        const double *restrict y0 = Y + (size_t)k * CHUNK, *restrict y1 = y0 + CHUNK;
+        double *restrict d = D + (size_t)k * CHUNK, *restrict t = T + (size_t)k * CHUNK;
+        for (long x = 0; x < wdt; x++) {
+            const double v = y1[x] - y0[x];
+            d[x] = v;
+            t[x] = v;
+        }
+    }
+    if (cnt == 1) {
+        for (long x = 0; x < wdt; x++) mr[x] = diff_rate(Y, 0, x, gt);
+        return;
+    }
+    if (cnt == 2) {
+        for (long x = 0; x < wdt; x++) mr[x] = (diff_rate(Y, 0, x, gt) + diff_rate(Y, 1, x, gt)) / 2.0;
+        return;
+    }
+    if (cnt == 9) {
+        static const int A[19] = {1, 4, 7, 0, 3, 6, 1, 4, 7, 0, 5, 4, 3, 1, 2, 4, 2, 4, 2};
+        static const int B[19] = {2, 5, 8, 1, 4, 7, 2, 5, 8, 3, 8, 7, 6, 4, 5, 7, 4, 6, 4};
+        for (int i = 0; i < 19; i++) {
+            double *restrict ta = T + (size_t)A[i] * CHUNK, *restrict tb = T + (size_t)B[i] * CHUNK;
+            for (long x = 0; x < wdt; x++) SORT2(ta[x], tb[x]);
+        }
+    } else {
+        for (int i = 0; i < net->ncomp; i++) {
+            double *restrict ta = T + (size_t)net->a[i] * CHUNK;
+            double *restrict tb = T + (size_t)net->b[i] * CHUNK;
+            for (long x = 0; x < wdt; x++) SORT2(ta[x], tb[x]);
+        }
+    }
+    /* Locate the chosen order statistics among the differences and evaluate them exactly. */
+    diff_rates_at(c, cnt, wdt, gt, T + (size_t)m * CHUNK, mr);
+    if (!(cnt & 1)) {
+        double *lo = c->sw; /* free here */
+        diff_rates_at(c, cnt, wdt, gt, T + (size_t)(m - 1) * CHUNK, lo);
+        for (long x = 0; x < wdt; x++) mr[x] = (mr[x] + lo[x]) / 2.0;
+    }
+}
+
+/* Weighting power index and 1/RN^2 of whole ramps (first and last group y0, yl). */
+static void ols_power(long wdt, const double *restrict y0, const double *restrict yl,
+                      const float *restrict gain, const float *restrict rnoise, double *restrict pw,
+                      double *restrict invrn2)
+{
+    for (long x = 0; x < wdt; x++) {
+        const double g = (double)gain[x], rn = (double)rnoise[x];
+        const double delta = yl[x] - y0[x];
+        const double den = rn * rn + delta * g;
+        const double sq = sqrt(den);
+        const double sr = delta * g / sq;
+        const int zero = (den <= 0.0) | (g == 0.0) | (sr < 0.0); /* NaN stays NaN: top power */
+        const double snr = zero ? 0.0 : sr;
+        pw[x] = 5.0 - (snr < 100.0) - (snr < 50.0) - (snr < 20.0) - (snr < 10.0) - (snr < 5.0);
+        invrn2[x] = 1.0 / (rn * rn);
+    }
+}
+
+/* Add groups k and k + 1 (weights wa, wb, already divided by RN^2) to the weighted sums, in the
+ * order the one-group-at-a-time loop would. */
+static void ols_accumulate2(long wdt, double ka, const double *restrict wa,
+                            const double *restrict ya, const double *restrict wb,
+                            const double *restrict yb, double *restrict sw, double *restrict sx,
+                            double *restrict sxx, double *restrict sy, double *restrict sxy)
+{
+    const double kb = ka + 1.0;
+    for (long x = 0; x < wdt; x++) {
+        const double xwa = ka * wa[x], xwb = kb * wb[x];
+        sw[x] = (sw[x] + wa[x]) + wb[x];
+        sx[x] = (sx[x] + xwa) + xwb;
+        sxx[x] = (sxx[x] + ka * xwa) + kb * xwb;
+        sy[x] = (sy[x] + ya[x] * wa[x]) + yb[x] * wb[x];
+        sxy[x] = (sxy[x] + ya[x] * xwa) + yb[x] * xwb;
+    }
+}
+
+static void ols_accumulate1(long wdt, double ka, const double *restrict wa,
+                            const double *restrict ya, double *restrict sw, double *restrict sx,
+                            double *restrict sxx, double *restrict sy, double *restrict sxy)
+{
+    for (long x = 0; x < wdt; x++) {
+        const double xwa = ka * wa[x];
+        sw[x] += wa[x];
+        sx[x] += xwa;
+        sxx[x] += ka * xwa;
+        sy[x] += ya[x] * wa[x];
+        sxy[x] += ya[x] * xwa;
+    }
+}
+
+/* weights of group k for each pixel: table value for its power, over RN^2 */
+static void ols_weights(long wdt, const double *restrict wk, const double *restrict pw,
+                        const double *restrict invrn2, double *restrict out)
+{
+    for (long x = 0; x < wdt; x++) out[x] = wk[(int)pw[x] * TABLE_STRIDE] * invrn2[x];
+}
+
+static void ols_solve(long wdt, double gt, const double *restrict sw, const double *restrict sx,
+                      const double *restrict sxx, const double *restrict sy,
+                      const double *restrict sxy, double *restrict slope)
+{
+    for (long x = 0; x < wdt; x++) {
+        const double invden = 1.0 / (sw[x] * sxx[x] - sx[x] * sx[x]);
+        slope[x] = (sw[x] * sxy[x] - sx[x] * sy[x]) * invden / gt;
+    }
+}
+
+/* Slopes (DN/s) of whole ramps of n >= 3 groups into c->slope. */
+static void chunk_ols(chunk_t *c, int n, long wdt, const float *gain, const float *rnoise, double gt,
+                      const double *table)
+{
+    const double *Y = c->Y;
+    ols_power(wdt, Y, Y + (size_t)(n - 1) * CHUNK, gain, rnoise, c->pw, c->invrn2);
+    for (long x = 0; x < wdt; x++) c->sw[x] = c->sx[x] = c->sxx[x] = c->sy[x] = c->sxy[x] = 0.0;
+    const double *wrow = table + (size_t)n * (size_t)(n - 1) / 2;
+    double *wa = c->tmp, *wb = c->mr2;
+    int k = 0;
+    for (; k + 1 < n; k += 2) {
+        ols_weights(wdt, wrow + k, c->pw, c->invrn2, wa);
+        ols_weights(wdt, wrow + k + 1, c->pw, c->invrn2, wb);
+        ols_accumulate2(wdt, (double)k, wa, Y + (size_t)k * CHUNK, wb, Y + (size_t)(k + 1) * CHUNK,
+                        c->sw, c->sx, c->sxx, c->sy, c->sxy);
+    }
+    if (k < n) {
+        ols_weights(wdt, wrow + k, c->pw, c->invrn2, wa);
+        ols_accumulate1(wdt, (double)k, wa, Y + (size_t)k * CHUNK, c->sw, c->sx, c->sxx, c->sy,
+                        c->sxy);
+    }
+    ols_solve(wdt, gt, c->sw, c->sx, c->sxx, c->sy, c->sxy, c->slope);
+}
+
+/* Segment slope, Poisson denominator and read-noise variance of whole 2-group ramps. */
+static void seg_two(long wdt, double gt, const double *restrict y0, const double *restrict y1,
+                    const float *restrict gain, const float *restrict rnoise,
+                    double *restrict slope, double *restrict pden, double *restrict vr)
+{
+    for (long x = 0; x < wdt; x++) {
+        const double g = (double)gain[x];
+        slope[x] = (y1[x] - y0[x]) / gt;
+        pden[x] = gt * g;
+        vr[x] = rnoise_short((double)rnoise[x], g, gt);
+    }
+}
+
+static void seg_long(long wdt, double gt, int n, const float *restrict gain,
+                     const float *restrict rnoise, double *restrict pden, double *restrict vr)
+{
+    const double nm1 = (double)n - 1.0, len = (double)n;
+    for (long x = 0; x < wdt; x++) {
+        const double g = (double)gain[x];
+        pden[x] = gt * g * nm1;
+        double rnum = (double)rnoise[x] / gt;
+        rnum = 12.0 * rnum * rnum;
+        const double rden = len * len * len - len;
+        const double v = rnum / (rden * g * g);
+        vr[x] = ((g <= 0.0) | (g != g)) ? 0.0 : v;
+    }
+}
+
+/* Results of one-segment ramps (the arithmetic of fit_integration), written for every pixel of the
+ * chunk; the sums are only added where use[x] is 1. */
+static void chunk_results(long wdt, const double *restrict mrv, const double *restrict slv,
+                          const double *restrict pdv, const double *restrict vrv,
+                          const float *restrict dark, const double *restrict badv,
+                          const double *restrict use, float *restrict o_slope,
+                          float *restrict o_err, float *restrict o_vp, float *restrict o_vr,
+                          double *restrict a_rate, double *restrict a_pden,
+                          double *restrict a_ivr, double *restrict a_num, double *restrict a_cl)
+{
+    /* Every operation is evaluated unconditionally and the results selected, so that the loop
+     * vectorises (a conditional division or square root could trap and would not be speculated). */
+    for (long x = 0; x < wdt; x++) {
+        const double mr = (mrv[x] != mrv[x]) ? 0.0 : mrv[x];
+        const double dk = (double)dark[x], pden = pdv[x], seg_vr = vrv[x];
+        const double with_rate = mr + dk;
+        const double seg_vp = ((mr > 0.0) ? with_rate : dk) / pden;
+        const double ivr = 1.0 / seg_vr;
+        const double inv_vp = 1.0 / seg_vp;
+        const double ivp = (seg_vp > 0.0) ? inv_vp : 0.0;
+        const double ive = 1.0 / (seg_vp + seg_vr);
+        const double num = slv[x] / seg_vr;
+        const double inv_ivp = 1.0 / ivp;
+        double vp = (ivp > 0.0) ? inv_ivp : 0.0;
+        vp = (vp >= JW_RF_LARGE_VARIANCE) ? 0.0 : vp;
+        double vr = 1.0 / ivr;
+        vr = (vr >= JW_RF_LARGE_VARIANCE) ? 0.0 : vr;
+        const double ve = 1.0 / ive;
+        const double sq = sqrt(ve);
+        double slope = num / ivr;
+        double err = (ve > JW_RF_LARGE_VARIANCE) ? 0.0 : sq;
+        const int bad = badv[x] != 0.0;
+        slope = bad ? NAN : slope;
+        vp = bad ? 0.0 : vp;
+        vr = bad ? 0.0 : vr;
+        err = bad ? 0.0 : err;
+        o_slope[x] = (float)slope;
+        o_err[x] = (float)err;
+        o_vp[x] = (float)vp;
+        o_vr[x] = (float)vr;
+        const int u = use[x] != 0.0;
+        a_rate[x] += u ? mr : 0.0;
+        a_pden[x] += u ? pden : 0.0;
+        a_ivr[x] += u ? ivr : 0.0;
+        a_num[x] += u ? num : 0.0;
+        a_cl[x] += (u & (vr > 0.0)) ? ivr : 0.0;
+    }
+}
+
+/* Fit the clean pixels of a chunk (pixels [x0, x0 + wdt) of a row) and write their results.
+ * s2 holds the row's 2-D inputs and arow its sums, both from the row start. Returns how many pixels
+ * were left for fit_integration (c->clean is 0 there). */
+static long chunk_fit(const jw_rf_setup *s2, const timing_t *t, const double *table,
+                      const sortnet_t *net, int n, long x0, long wdt, const float *dp,
+                      const uint8_t *qp, size_t npix, chunk_t *c, const jw_rf_image *orow,
+                      const jw_rf_accum *arow)
+{
+    double *Y = c->Y;
+    uint8_t *clean = c->clean;
+    for (long x = 0; x < wdt; x++) clean[x] = 0;
+    for (int g = 0; g < n; g++) {
+        const float *restrict src = dp + (size_t)g * npix;
+        const uint8_t *restrict qs = qp + (size_t)g * npix;
+        double *restrict yg = Y + (size_t)g * CHUNK;
+        for (long x = 0; x < wdt; x++) {
+            yg[x] = (double)src[x];
+            clean[x] |= qs[x];
+        }
+    }
+    long nclean = 0;
+    for (long x = 0; x < wdt; x++) {
+        clean[x] = clean[x] == 0;
+        nclean += clean[x];
+    }
+    if (nclean == 0) return wdt;
+
+    const double gt = t->gt;
+    const float *gain = s2->gain + x0, *rnoise = s2->rnoise + x0;
+    const uint32_t *pixeldq = s2->pixeldq + x0;
+    chunk_median(c, n, wdt, gt, net);
+    /* per pixel: segment slope (c->slope), Poisson denominator (c->sxx), var_R (c->sxy) */
+    const double *finite; /* non-finite exactly where some group value is NaN or infinite */
+    if (n == 2) {
+        seg_two(wdt, gt, Y, Y + CHUNK, gain, rnoise, c->slope, c->sxx, c->sxy);
+        finite = c->D;                       /* y1 - y0 */
+    } else {
+        chunk_ols(c, n, wdt, gain, rnoise, gt, table);
+        seg_long(wdt, gt, n, gain, rnoise, c->sxx, c->sxy);
+        finite = c->sy;                      /* sum of w y: w > 0 except one middle group, and */
+    }                                        /* 0 * NaN or 0 * inf is NaN */
+    double *bad = c->sw, *use = c->sx;
+    uint32_t *o_dq = orow->dq + x0;
+    uint8_t *a_state = arow->state + x0;
+    nclean = 0;
+    for (long x = 0; x < wdt; x++) {
+        const double g = (double)gain[x];
+        uint32_t dq = pixeldq[x];
+        if (!(g > 0.0)) dq |= DQ_DO_NOT_USE | DQ_NO_GAIN_VALUE;
+        clean[x] &= (finite[x] - finite[x]) == 0.0; /* else: fit_integration excludes NaNs */
+        nclean += clean[x];
+        bad[x] = (dq & DQ_DO_NOT_USE) ? 1.0 : 0.0;
+        use[x] = clean[x] ? 1.0 : 0.0;
+        if (clean[x]) {
+            o_dq[x] = dq;
+            if (!(dq & DQ_DO_NOT_USE)) a_state[x] |= JW_RF_STATE_USABLE;
+        }
+    }
+    chunk_results(wdt, c->mr, c->slope, c->sxx, c->sxy, s2->dark + x0, bad, use,
+                  orow->slope + x0, orow->err + x0, orow->var_poisson + x0,
+                  orow->var_rnoise + x0, arow->sum_rate + x0, arow->sum_pden + x0,
+                  arow->sum_ivar_r + x0, arow->sum_num + x0, arow->sum_ivar_r_cl + x0);
+    return wdt - nclean;
+}
+
+/* Exposure results of cnt pixels from their sums over nints integrations (arrays from the first
+ * pixel). bad and cl are scratch of cnt doubles. */
+static void finish_pixels(long cnt, double nints, const jw_rf_setup *s2, const jw_rf_accum *a,
+                          const jw_rf_image *o, double *restrict bad, double *restrict cl)
+{
+    const float *restrict gain = s2->gain, *restrict dark = s2->dark;
+    const uint32_t *restrict pixeldq = s2->pixeldq, *restrict a_dq = a->dq;
+    const uint8_t *restrict state = a->state;
+    uint32_t *restrict o_dq = o->dq;
+    for (long x = 0; x < cnt; x++) {
+        uint32_t dq = pixeldq[x] | a_dq[x];
+        if (!((double)gain[x] > 0.0)) dq |= DQ_DO_NOT_USE | DQ_NO_GAIN_VALUE;
+        if (!(state[x] & JW_RF_STATE_USABLE)) dq |= DQ_DO_NOT_USE;
+        o_dq[x] = dq;
+        bad[x] = (dq & DQ_DO_NOT_USE) ? 1.0 : 0.0;
+        cl[x] = (state[x] & JW_RF_STATE_CHARGELOSS) ? 1.0 : 0.0;
+    }
+    const double *restrict s_rate = a->sum_rate, *restrict s_pden = a->sum_pden;
+    const double *restrict s_ivr = a->sum_ivar_r, *restrict s_num = a->sum_num;
+    const double *restrict s_cl = a->sum_ivar_r_cl;
+    float *restrict o_slope = o->slope, *restrict o_err = o->err;
+    float *restrict o_vp = o->var_poisson, *restrict o_vr = o->var_rnoise;
+    for (long x = 0; x < cnt; x++) {
+        const double mr = s_rate[x] / nints, dk = (double)dark[x];
+        const double with_rate = mr + dk;
+        const double num = (mr > 0.0) ? with_rate : dk;
+        /* sum over segments of 1/var_P, with var_P = num / pden, when positive */
+        const double q = s_pden[x] / num;
+        const double ivp = ((num > 0.0) & (s_pden[x] > 0.0)) ? q : 0.0;
+        const double inv_ivp = 1.0 / ivp;
+        double vp = (ivp > 0.0) ? inv_ivp : 0.0;
+        vp = ((vp >= JW_RF_LARGE_VARIANCE) | (vp < 0.0)) ? 0.0 : vp;
+        const double ivr = s_ivr[x], inv_ivr = 1.0 / ivr;
+        double vr = (ivr > 0.0) ? inv_ivr : 0.0;
+        vr = (vr >= JW_RF_LARGE_VARIANCE) ? 0.0 : vr;
+        double err = sqrt(vp + vr);
+        double slope = s_num[x] / ivr;
+        const int b = bad[x] != 0.0;
+        slope = b ? NAN : slope;
+        vp = b ? 0.0 : vp;
+        vr = b ? 0.0 : vr;
+        err = b ? 0.0 : err;
+        o_slope[x] = (float)slope;
+        o_err[x] = (float)err;
+        o_vp[x] = (float)vp;
+        o_vr[x] = (float)vr;
+    }
+    /* CHARGELOSS (rare): VAR_RNOISE from the sums with the CHARGELOSS groups put back */
+    for (long x = 0; x < cnt; x++) {
+        if (cl[x] == 0.0 || !(s_cl[x] > 0.0)) continue; /* else VAR_RNOISE stays as it is */
+        const double vr = 1.0 / s_cl[x];
+        o_vr[x] = (float)((vr >= JW_RF_LARGE_VARIANCE) ? 0.0 : vr);
+    }
+}
+
+/* The 2-D inputs of one row. */
+static inline jw_rf_setup setup_row(const jw_rf_setup *s, size_t r0)
+{
+    jw_rf_setup s2 = *s;
+    s2.gain += r0;
+    s2.rnoise += r0;
+    s2.dark += r0;
+    s2.pixeldq += r0;
+    return s2;
+}
+
+static inline jw_rf_accum accum_at(const jw_rf_accum *a, size_t p)
+{
+    jw_rf_accum r;
+    r.sum_rate = a->sum_rate + p;
+    r.sum_pden = a->sum_pden + p;
+    r.sum_ivar_r = a->sum_ivar_r + p;
+    r.sum_num = a->sum_num + p;
+    r.sum_ivar_r_cl = a->sum_ivar_r_cl + p;
+    r.dq = a->dq + p;
+    r.state = a->state + p;
+    return r;
+}
+
+static inline jw_rf_image image_at(const jw_rf_image *a, size_t p)
+{
+    jw_rf_image r;
+    r.slope = a->slope + p;
+    r.err = a->err + p;
+    r.var_poisson = a->var_poisson + p;
+    r.var_rnoise = a->var_rnoise + p;
+    r.dq = a->dq + p;
+    return r;
+}
+
+int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uint8_t *groupdq,
+                      const float *zeroframe, const jw_rf_image *ints, const jw_rf_accum *acc,
+                      const jw_rf_image *rate, int nthreads)
+{
+    if (!setup_ok(s) || nb < 0 || (acc == NULL && rate == NULL)) return JW_ERR_SHAPE;
+    const int n = s->stop - s->first, nx = s->nx;
+    const size_t npix = (size_t)s->ny * (size_t)s->nx;
+    if (npix == 0) return JW_OK;
+    if (nb == 0 && rate == NULL) return JW_OK;
+
+    double *table = (double *)malloc(NPOWER * TABLE_STRIDE * sizeof(double));
+    if (table == NULL) return JW_ERR_ALLOC;
+    fill_weight_table(table, n < TABLE_NMAX ? n : TABLE_NMAX);
+    /* The chunk path handles the clean pixels of ramps of 2..MAXNET+1 groups (a clean ramp never
+     * needs a ZEROFRAME rescue); everything else goes pixel by pixel. */
+    const int use_chunks = n >= 2 && n - 1 <= MAXNET;
+    sortnet_t net = {0, 0, NULL, NULL};
+    if (use_chunks && sortnet_build(&net, n - 1) != JW_OK) {
+        free(net.a);
+        free(net.b);
+        free(table);
+        return JW_ERR_ALLOC;
+    }
+
+    timing_t t;
+    t.gt = s->group_time;
+    t.ft = s->frame_time;
+    t.ogt = s->one_group_time;
+    t.suppress = (n > 1) && s->suppress_one_group;
+
+    int status = JW_OK;
+    (void)nthreads;
+    #pragma omp parallel num_threads(nthreads)
+    {
+        scratch_t w;
+        chunk_t c = {0};
+        w.y = (double *)malloc((size_t)n * sizeof(double));
+        w.buf = (double *)malloc((size_t)n * sizeof(double));
+        w.tmp = (double *)malloc((size_t)(n > 9 ? n : 9) * sizeof(double));
+        w.kk = (int *)malloc((size_t)n * sizeof(int));
+        w.wbuf = (double *)malloc((size_t)n * sizeof(double));
+        w.q = (uint8_t *)malloc((size_t)n);
+        w.q0 = (uint8_t *)malloc((size_t)n);
+        w.ss = (int *)malloc((size_t)n * sizeof(int));
+        w.se = (int *)malloc((size_t)n * sizeof(int));
+        /* With rate given, the block is the whole exposure: the sums live in a row buffer. */
+        double *rsum = NULL;
+        uint32_t *rdq = NULL;
+        uint8_t *rstate = NULL;
+        if (rate != NULL) {
+            rsum = (double *)malloc((size_t)(7 * nx) * sizeof(double));
+            rdq = (uint32_t *)malloc((size_t)nx * sizeof(uint32_t));
+            rstate = (uint8_t *)malloc((size_t)nx);
+        }
+        const int ok = w.y && w.buf && w.tmp && w.kk && w.wbuf && w.q && w.q0 && w.ss && w.se &&
+                       chunk_alloc(&c, n) == JW_OK && (rate == NULL || (rsum && rdq && rstate));
+        if (!ok) {
+            #pragma omp atomic write
+            status = JW_ERR_ALLOC;
+        }
+
+        #pragma omp for schedule(static)
+        for (long row = 0; row < s->ny; row++) {
+            if (!ok) continue;
+            const size_t r0 = (size_t)row * (size_t)nx;
+            const jw_rf_setup s2 = setup_row(s, r0);
+            jw_rf_accum arow;
+            if (rate != NULL) {
+                memset(rsum, 0, (size_t)(5 * nx) * sizeof(double));
+                memset(rdq, 0, (size_t)nx * sizeof(uint32_t));
+                memset(rstate, 0, (size_t)nx);
+                arow.sum_rate = rsum;
+                arow.sum_pden = rsum + nx;
+                arow.sum_ivar_r = rsum + 2 * (size_t)nx;
+                arow.sum_num = rsum + 3 * (size_t)nx;
+                arow.sum_ivar_r_cl = rsum + 4 * (size_t)nx;
+                arow.dq = rdq;
+                arow.state = rstate;
+            } else {
+                arow = accum_at(acc, r0);
+            }
+            for (int i = 0; i < nb; i++) {
+                const size_t ibase = ((size_t)i * (size_t)s->ngroups + (size_t)s->first) * npix + r0;
+                const float *zp = zeroframe ? zeroframe + (size_t)i * npix + r0 : NULL;
+                const jw_rf_image orow = image_at(ints, (size_t)i * npix + r0);
+                for (long x0 = 0; x0 < nx; x0 += CHUNK) {
+                    const long wdt = (nx - x0 < CHUNK) ? nx - x0 : CHUNK;
+                    const float *dp = data + ibase + x0;
+                    const uint8_t *qp = groupdq + ibase + x0;
+                    long left = wdt;
+                    if (use_chunks) {
+                        left = chunk_fit(&s2, &t, table, &net, n, x0, wdt, dp, qp, npix, &c, &orow,
+                                         &arow);
+                    } else {
+                        for (long x = 0; x < wdt; x++) c.clean[x] = 0;
+                    }
+                    if (left == 0) continue;
+                    for (long xt = 0; xt < wdt; xt++) {
+                        if (c.clean[xt]) continue;
+                        const long x = x0 + xt;
+                        for (int g = 0; g < n; g++) {
+                            w.y[g] = (double)dp[(size_t)g * npix + xt];
+                            w.q[g] = w.q0[g] = qp[(size_t)g * npix + xt];
+                        }
+                        if (s->first > 0) w.q[0] &= (uint8_t)~F_JUMP; /* no difference precedes it */
+                        pixel_t px;
+                        load_pixel(&s2, (size_t)x, &px);
+                        integ_t r;
+                        fit_integration(n, &w, zp != NULL, zp ? (double)zp[x] : 0.0, &px, &t,
+                                        table, &r);
+
+                        orow.slope[x] = (float)r.slope;
+                        orow.err[x] = (float)r.err;
+                        orow.var_poisson[x] = (float)r.vp;
+                        orow.var_rnoise[x] = (float)r.vr;
+                        orow.dq[x] = r.dq;
+
+                        arow.sum_rate[x] += r.rate;
+                        if (r.fitted) {
+                            arow.sum_pden[x] += r.pden;
+                            arow.sum_ivar_r[x] += r.ivr;
+                            arow.sum_num[x] += r.num;
+                        }
+                        arow.sum_ivar_r_cl[x] += r.ivr_cl;
+                        arow.dq[x] |= r.dq & (uint32_t)(DQ_JUMP_DET | DQ_SATURATED);
+                        uint8_t st = arow.state[x];
+                        if (!(r.dq & DQ_DO_NOT_USE)) st |= JW_RF_STATE_USABLE;
+                        if (r.chargeloss) st |= JW_RF_STATE_CHARGELOSS;
+                        arow.state[x] = st;
+                    }
+                }
+            }
+            if (rate != NULL) {
+                const jw_rf_image rrow = image_at(rate, r0);
+                finish_pixels(nx, (double)nb, &s2, &arow, &rrow, rsum + 5 * (size_t)nx,
+                              rsum + 6 * (size_t)nx);
+            }
+        }
+        free(w.y);
+        free(w.buf);
+        free(w.tmp);
+        free(w.kk);
+        free(w.wbuf);
+        free(w.q);
+        free(w.q0);
+        free(w.ss);
+        free(w.se);
+        free(rsum);
+        free(rdq);
+        free(rstate);
+        chunk_free(&c);
+    }
+    free(net.a);
+    free(net.b);
+    free(table);
+    return status;
+}
+
+int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
+                       const jw_rf_image *rate, int nthreads)
+{
+    if (!setup_ok(s) || nints < 0) return JW_ERR_SHAPE;
+    const long nx = s->nx;
+    int status = JW_OK;
+    (void)nthreads;
+    #pragma omp parallel num_threads(nthreads)
+    {
+        double *scratch = (double *)malloc((size_t)(2 * nx) * sizeof(double));
+        if (scratch == NULL) {
+            #pragma omp atomic write
+            status = JW_ERR_ALLOC;
+        }
+        #pragma omp for schedule(static)
+        for (long row = 0; row < s->ny; row++) {
+            if (scratch == NULL) continue;
+            const size_t r0 = (size_t)row * (size_t)nx;
+            const jw_rf_setup s2 = setup_row(s, r0);
+            const jw_rf_accum arow = accum_at(acc, r0);
+            const jw_rf_image rrow = image_at(rate, r0);
+            finish_pixels(nx, (double)nints, &s2, &arow, &rrow, scratch, scratch + nx);
+        }
+        free(scratch);
+    }
+    return status;
+}

@@ -1,0 +1,64 @@
+#ifndef JWPIPE_RAMP_FIT_H
+#define JWPIPE_RAMP_FIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Status codes shared by the jwpipe kernels. */
+#ifndef JW_OK
+#define JW_OK 0
+#define JW_ERR_SHAPE 1
+#define JW_ERR_ALLOC 2
+#endif
+
+/* Variances at or above this are reported as 0 (the reference pipeline's LARGE_VARIANCE_THRESHOLD). */
+#define JW_RF_LARGE_VARIANCE 1.0e6
+
+/* Bits of jw_rf_accum.state. */
+#define JW_RF_STATE_USABLE 1u     /* at least one integration was not DO_NOT_USE */
+#define JW_RF_STATE_CHARGELOSS 2u /* at least one integration had CHARGELOSS groups */
+
+/* What stays fixed for a whole exposure. 2-D arrays are C-contiguous (ny, nx). */
+typedef struct jw_rf_setup {
+    int ngroups;            /* groups per integration in the input arrays */
+    int first, stop;        /* groups [first, stop) are fitted, as if the others did not exist */
+    int ny, nx;
+    int suppress_one_group; /* 1: a ramp with a single usable group gets no slope */
+    double group_time;      /* TGROUP, s */
+    double frame_time;      /* TFRAME, s (slope of a ZEROFRAME-rescued ramp) */
+    double one_group_time;  /* (NFRAMES + 1) * TFRAME / 2, s (ramps whose only good group is 0) */
+    const float *gain;      /* e-/DN */
+    const float *rnoise;    /* read noise of one group, in electrons */
+    const float *dark;      /* average dark current, DN/s */
+    const uint32_t *pixeldq;
+} jw_rf_setup;
+
+/* Results for n images of (ny, nx): per integration (n = block size) or for the exposure (n = 1). */
+typedef struct jw_rf_image {
+    float *slope, *err, *var_poisson, *var_rnoise;
+    uint32_t *dq;
+} jw_rf_image;
+
+/* Per-pixel running sums over integrations, each (ny, nx); start zeroed. */
+typedef struct jw_rf_accum {
+    double *sum_rate;       /* per-integration median rates, DN/s */
+    double *sum_pden;       /* Poisson denominators: var_P of a segment is (rate + dark) / pden */
+    double *sum_ivar_r;     /* sum of 1 / var_R over segments */
+    double *sum_num;        /* sum of slope / var_R over segments */
+    double *sum_ivar_r_cl;  /* read-noise sum with CHARGELOSS groups put back */
+    uint32_t *dq;           /* OR of the integrations' JUMP_DET and SATURATED flags */
+    uint8_t *state;         /* JW_RF_STATE_* bits */
+} jw_rf_accum;
+
+/* Fit nb integrations: data/groupdq (nb, ngroups, ny, nx), zeroframe (nb, ny, nx) or NULL.
+ * Writes ints (nb, ny, nx) and adds to acc. With rate non-NULL the block is the whole exposure:
+ * acc is not used (may be NULL) and the exposure results are written to rate (ny, nx) directly. */
+int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uint8_t *groupdq,
+                      const float *zeroframe, const jw_rf_image *ints, const jw_rf_accum *acc,
+                      const jw_rf_image *rate, int nthreads);
+
+/* Exposure-level results from the sums after nints integrations; writes rate (ny, nx). */
+int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
+                       const jw_rf_image *rate, int nthreads);
+
+#endif

@@ -1,0 +1,473 @@
+"""clean_flicker_noise: remove 1/f (flicker) noise stripes from ramps.
+
+Following the reference pipeline's ``median`` method (skipped by default, as there):
+
+1. A draft rate per integration (mean of the usable group differences: no DO_NOT_USE or SATURATED
+   group, no JUMP_DET in the later group) and from it a scene mask: finite, non-zero pixels whose
+   rate is within [median - 3 sigma, median + ``n_sigma`` sigma] of the 3-sigma clipped
+   statistics (an optional user mask, MIRI non-science pixels).
+2. For each pair of consecutive groups, the difference image (group j+1 - group j) is fitted with
+   the mask less its DO_NOT_USE and JUMP_DET pixels: a background level (``background_method``
+   'median': clipped with the lower half of the value distribution, as the reference does), more
+   signal clipped at ``n_sigma``, then the median of the remaining pixels along each detector row
+   of the fast readout axis (or along each column for MIRI, whose flicker is vertical), optionally
+   per amplifier (``fit_by_channel``, full-frame near-IR only). That median less the background is
+   the 1/f stripe of the difference.
+3. The stripes are accumulated over groups and subtracted: group j+1 loses the sum of the stripes
+   of differences 0..j (group 0 is unchanged), which equals the reference's "cleaned difference
+   added to the cleaned previous group".
+
+The per-pixel medians run in a compiled kernel; the global statistics (clipping thresholds and the
+background level) are computed on an evenly strided sample of at most 2**16 pixels of each image.
+
+Differences from the reference: the draft rate is a simple difference mean, not a ramp fit; with
+``single_mask`` the mask comes from the mean rate of the integrations in each block the driver
+streams (all integrations when the step runs on a whole exposure). Not implemented (clear
+ConfigError): ``fit_method='fft'`` (NSClean), ``background_method`` 'model'/'median_image',
+``fit_histogram``, and masking NIRSpec science regions (needs the WCS).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .. import dq as dqflags
+from .._ext import _rowcol
+from ..errors import ConfigError, ReferenceNotFoundError
+from ..logs import get_logger
+from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
+
+__all__ = ["STATS_SAMPLE", "sigma_clipped_stats", "clip_to_background", "draft_rate",
+           "scene_mask", "fit_stripes", "apply_stripes", "CleanFlickerNoiseParams",
+           "CleanFlickerNoiseStep"]
+
+log = get_logger("clean_flicker_noise")
+
+#: At most this many pixels of an image enter its global statistics.
+STATS_SAMPLE = 2 ** 16
+_UNUSABLE_GROUP = dqflags.DO_NOT_USE | dqflags.JUMP_DET
+
+
+# -- statistics ------------------------------------------------------------------------------------
+
+def _sample(values: np.ndarray, mask: np.ndarray, cap: int = STATS_SAMPLE) -> np.ndarray:
+    """The masked values of an evenly strided (odd stride) sample of at most ~``cap`` pixels."""
+    flat_v = values.reshape(-1)
+    flat_m = mask.reshape(-1)
+    step = max(1, -(-flat_v.size // cap))
+    if step > 1 and step % 2 == 0:
+        step += 1               # odd: do not alias with even/odd columns
+    v = flat_v[::step]
+    m = flat_m[::step]
+    return v[m].astype(np.float64)
+
+
+def sigma_clipped_stats(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5
+                        ) -> tuple[float, float, float]:
+    """Mean, median and standard deviation after iterative sigma clipping about the median.
+
+    Parameters
+    ----------
+    values : ndarray, 1-D
+        Samples (NaN ignored).
+    sigma : float
+        Clipping limit in standard deviations (population std), both sides.
+    maxiters : int
+        At most this many clipping passes (astropy ``sigma_clipped_stats`` defaults).
+
+    Returns
+    -------
+    (mean, median, std) : floats (NaN when no sample is left)
+    """
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    for _ in range(maxiters):
+        if x.size == 0:
+            break
+        med = np.median(x)
+        std = x.std()
+        keep = (x >= med - sigma * std) & (x <= med + sigma * std)
+        if keep.all():
+            break
+        x = x[keep]
+    if x.size == 0:
+        return np.nan, np.nan, np.nan
+    return float(x.mean()), float(np.median(x)), float(x.std())
+
+
+def clip_to_background(sample: np.ndarray, sigma_lower: float, sigma_upper: float,
+                       lower_half_only: bool = False) -> tuple[float, float]:
+    """Value limits separating background from signal and bad values.
+
+    Parameters
+    ----------
+    sample : ndarray, 1-D, float64
+        Background-candidate values.
+    sigma_lower, sigma_upper : float
+        Limits below / above the centre, in standard deviations.
+    lower_half_only : bool
+        Derive centre and sigma from the values at or below the first centre, mirrored about it
+        (robust to a long upper tail of faint sources).
+
+    Returns
+    -------
+    (lo, hi) : floats
+        Values outside [lo, hi] are not background. (-inf, inf) when ``sample`` is empty.
+    """
+    if sample.size == 0:
+        return -np.inf, np.inf
+    _, center, sigma = sigma_clipped_stats(sample)
+    if lower_half_only:
+        low = sample[sample <= center]
+        mirrored = np.concatenate((low - center, center - low)) + center
+        _, center, sigma = sigma_clipped_stats(mirrored)
+    if not np.isfinite(center):
+        return -np.inf, np.inf
+    return center - sigma_lower * sigma, center + sigma_upper * sigma
+
+
+# -- draft rate and scene mask ---------------------------------------------------------------------
+
+def draft_rate(data: np.ndarray, groupdq: np.ndarray) -> np.ndarray:
+    """A quick rate estimate for scene masking: the mean usable group difference.
+
+    Parameters
+    ----------
+    data : ndarray of shape (ngroups, ny, nx), float32
+    groupdq : ndarray of shape (ngroups, ny, nx), uint8
+        Differences touching a DO_NOT_USE or SATURATED group, or ending in a JUMP_DET group, are
+        not used.
+
+    Returns
+    -------
+    ndarray of shape (ny, nx), float32
+        DN per group; NaN where no difference is usable (the single group's value for one-group
+        ramps).
+    """
+    ng = data.shape[0]
+    if ng == 1:
+        return data[0].astype(np.float32)
+    bad = (groupdq & (dqflags.DO_NOT_USE | dqflags.SATURATED)) != 0
+    total = np.zeros(data.shape[1:], dtype=np.float32)
+    count = np.zeros(data.shape[1:], dtype=np.int16)
+    diff = np.empty(data.shape[1:], dtype=np.float32)
+    for g in range(ng - 1):
+        ok = ~(bad[g] | bad[g + 1] | ((groupdq[g + 1] & dqflags.JUMP_DET) != 0))
+        np.subtract(data[g + 1], data[g], out=diff)
+        diff[~ok] = 0.0
+        total += diff
+        count += ok
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / count, np.nan).astype(np.float32)
+
+
+def scene_mask(rate: np.ndarray, n_sigma: float = 2.0, base: np.ndarray | None = None
+               ) -> np.ndarray:
+    """Background pixels of a rate image (True = background, usable for the noise fit).
+
+    Parameters
+    ----------
+    rate : ndarray of shape (ny, nx)
+    n_sigma : float
+        Pixels above the clipped median by more than ``n_sigma`` sigma are signal; values more
+        than 3 sigma below are bad. 0 disables the clipping.
+    base : ndarray of shape (ny, nx), bool, optional
+        Pixels already excluded (False) before clipping.
+
+    Returns
+    -------
+    ndarray of shape (ny, nx), bool
+    """
+    mask = np.isfinite(rate) & (rate != 0)
+    if base is not None:
+        mask &= base
+    if n_sigma > 0 and mask.any():
+        lo, hi = clip_to_background(_sample(rate, mask), 3.0, n_sigma)
+        mask &= (rate >= lo) & (rate <= hi)
+    return mask
+
+
+# -- the noise fit ---------------------------------------------------------------------------------
+
+def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
+                background_method: str | None = "median", n_sigma: float = 2.0,
+                nthreads: int = 1) -> np.ndarray | None:
+    """The 1/f stripes of one image: median along ``axis`` of the background pixels.
+
+    Parameters
+    ----------
+    image : ndarray of shape (ny, nx), float32
+        A group difference (divided by the flat, if one is used).
+    mask : ndarray of shape (ny, nx), bool
+        Background pixels usable for the fit.
+    axis : int
+        Numpy axis the medians run along (1: one value per row, the near-IR fast axis along x;
+        0: one value per column).
+    nseg : int
+        Independent segments along ``axis`` (4 to fit amplifiers separately).
+    background_method : {'median', None}
+        'median': remove (and later restore) the median background level, clipping signal
+        first; None: no background level.
+    n_sigma : float
+        Clip level for signal in the background-subtracted image (0: none).
+    nthreads : int
+
+    Returns
+    -------
+    ndarray of shape (nlines, nseg), float32, or None
+        Stripe value per line (row for ``axis`` 1, column for 0) and segment, 0 where a segment
+        has no background pixel; None when the image has no background pixel at all.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return None
+    lo, hi = -np.inf, np.inf
+    background = 0.0
+    if background_method is not None:
+        sample = _sample(image, mask)
+        lo, hi = clip_to_background(sample, 3.0, 3.0, lower_half_only=True)
+        kept = sample[(sample >= lo) & (sample <= hi)]
+        background = float(np.median(kept)) if kept.size else 0.0
+        if n_sigma > 0:
+            lo2, hi2 = clip_to_background(kept - background, n_sigma, n_sigma,
+                                          lower_half_only=True)
+            lo, hi = max(lo, lo2 + background), min(hi, hi2 + background)
+    view = image if axis == 1 else image.T
+    mview = mask.view(np.uint8) if axis == 1 else mask.view(np.uint8).T
+    out = np.empty((view.shape[0], nseg), dtype=np.float32)
+    _rowcol.masked_row_median(view, mview, lo, hi, nseg, out, None, nthreads)
+    stripes = out - np.float32(background)
+    stripes[np.isnan(out)] = 0.0
+    return stripes
+
+
+def apply_stripes(images: np.ndarray, stripes: np.ndarray, axis: int,
+                  flat: np.ndarray | None = None, nthreads: int = 1) -> None:
+    """Subtract per-line (and per-segment) stripe values from images, in place.
+
+    Parameters
+    ----------
+    images : ndarray of shape (m, ny, nx), float32, C-contiguous
+    stripes : ndarray of shape (m, nlines, nseg), float32
+        One value per line (row for ``axis`` 1, column for 0) and equal segment along it.
+    axis : int
+        As in :func:`fit_stripes`.
+    flat : ndarray of shape (ny, nx), optional
+        The stripes were fitted on flat-divided data: subtract stripes x flat.
+    nthreads : int
+    """
+    m, ny, nx = images.shape
+    nseg = stripes.shape[2]
+    if flat is not None:
+        for i in range(m):
+            line = np.repeat(stripes[i], (nx if axis == 1 else ny) // nseg, axis=1)
+            images[i] -= (line if axis == 1 else line.T) * flat
+        return
+    if nseg == 1:
+        vec = np.ascontiguousarray(stripes[:, :, 0])
+        if axis == 1:
+            _rowcol.subtract_outer(images, vec, None, nthreads)
+        else:
+            _rowcol.subtract_outer(images, None, vec, nthreads)
+        return
+    if axis == 1:
+        blocks = np.reshape(images, (m, ny, nseg, nx // nseg), copy=False)
+        blocks -= stripes[:, :, :, None]
+    else:
+        blocks = np.reshape(images, (m, nseg, ny // nseg, nx), copy=False)
+        blocks -= np.swapaxes(stripes, 1, 2)[:, :, None, :]
+
+
+# -- the step --------------------------------------------------------------------------------------
+
+@dataclass
+class CleanFlickerNoiseParams(StepParams):
+    skip: bool = True
+    fit_method: str = "median"
+    fit_by_channel: bool = False
+    background_method: str | None = "median"
+    mask_science_regions: bool = False
+    apply_flat_field: bool = False
+    n_sigma: float = 2.0
+    fit_histogram: bool = False
+    single_mask: bool = True
+    user_mask: str | None = None
+
+
+@dataclass
+class FlickerPlan:
+    status: str = "COMPLETE"
+    reason: str = ""
+    axis: int = 1
+    nseg: int = 1
+    background_method: str | None = "median"
+    flat: np.ndarray | None = None
+    user_mask: np.ndarray | None = None
+    miri_science_only: bool = False
+    cache: dict = field(default_factory=dict)
+
+
+class CleanFlickerNoiseStep(RampStep):
+    """Fit and remove 1/f (flicker) noise stripes from each group difference."""
+
+    name = "clean_flicker_noise"
+    class_name = "CleanFlickerNoiseStep"
+    cal_step = "clean_flicker_noise"
+    reference_types = ("flat",)
+    Params = CleanFlickerNoiseParams
+
+    def required_references(self) -> tuple[str, ...]:
+        return ()
+
+    def get_references(self, model) -> dict[str, str]:
+        if not self.params.apply_flat_field:
+            return {"flat": NOT_APPLICABLE}
+        try:
+            return {"flat": self.get_reference("flat", model)}
+        except ReferenceNotFoundError:
+            if "flat" in self.overrides:
+                raise
+            log.warning("clean_flicker_noise: no FLAT reference found; fitting without a flat")
+            return {"flat": NOT_APPLICABLE}
+
+    def prepare(self, model, refs) -> FlickerPlan:
+        p = self.params
+        meta = model.meta
+        if p.fit_method not in ("median", "fft"):
+            raise ConfigError(f"step clean_flicker_noise: fit_method must be 'median' or 'fft', "
+                              f"got {p.fit_method!r}")
+        if p.fit_method == "fft":
+            raise ConfigError("step clean_flicker_noise: fit_method='fft' (NSClean) is not "
+                              "implemented in jwpipe yet; use 'median'")
+        method = p.background_method
+        if method is not None and str(method).lower() == "none":
+            method = None
+        if method not in (None, "median"):
+            raise ConfigError(f"step clean_flicker_noise: background_method={method!r} is not "
+                              "implemented in jwpipe yet; use 'median' or None")
+        if p.fit_histogram:
+            raise ConfigError("step clean_flicker_noise: fit_histogram is not implemented in "
+                              "jwpipe yet")
+        exp_type = str(meta.get("exposure.type") or "").upper()
+        instrument = str(meta.get("instrument.name") or "").upper()
+        miri = instrument == "MIRI" or exp_type.startswith("MIR")
+        plan = FlickerPlan(background_method=method)
+        if miri and exp_type != "MIR_IMAGE":
+            plan.status, plan.reason = "SKIPPED", f"EXP_TYPE {exp_type} is not supported"
+            return plan
+        if p.mask_science_regions and exp_type.startswith("NRS"):
+            raise ConfigError("step clean_flicker_noise: mask_science_regions for NIRSpec needs "
+                              "the WCS slit footprints, not implemented in jwpipe yet")
+        plan.miri_science_only = miri and p.mask_science_regions
+        if miri:
+            plan.axis = 0                       # MIRI flicker is vertical: one value per column
+        else:
+            slowaxis = meta.get("subarray.slowaxis")
+            if slowaxis is None:
+                raise ConfigError(f"clean_flicker_noise: {model.path or 'input'} lacks SLOWAXIS "
+                                  "(meta.subarray.slowaxis)")
+            plan.axis = abs(int(slowaxis)) - 1
+        if p.fit_by_channel:
+            full = str(meta.get("subarray.name") or "").upper() == "FULL"
+            shape = exposure_shape(model)
+            length = shape[-1] if plan.axis == 1 else shape[-2]
+            if miri or not full or length != 2048:
+                log.warning("clean_flicker_noise: fit_by_channel applies to full-frame near-IR "
+                            "data only; fitting whole lines")
+            else:
+                plan.nseg = 4
+        if refs.get("flat", NOT_APPLICABLE) != NOT_APPLICABLE:
+            plan.flat = self._read_flat(refs["flat"], model)
+        if p.user_mask:
+            plan.user_mask = self._read_user_mask(p.user_mask, model, plan)
+        return plan
+
+    def _read_flat(self, path, model) -> np.ndarray:
+        from ..references import cut_to_subarray, open_reference
+
+        ref = open_reference(path, "flat")
+        flat = np.array(cut_to_subarray(ref.lazy("data"), ref.meta, model.meta, name=str(path)),
+                        dtype=np.float32)
+        ref.close()
+        bad = ~np.isfinite(flat) | (flat == 0)
+        if bad.all():
+            log.warning("clean_flicker_noise: %s has no usable flat values; not used", path)
+            return None
+        if bad.any():
+            flat[bad] = np.median(flat[~bad])
+        return flat
+
+    def _read_user_mask(self, path, model, plan) -> np.ndarray | None:
+        from .. import datamodels
+
+        mask = np.asarray(datamodels.open(path).data).astype(bool)
+        nints, _, ny, nx = exposure_shape(model)
+        if mask.shape[-2:] != (ny, nx) or (mask.ndim == 3 and mask.shape[0] != nints) or \
+                mask.ndim not in (2, 3):
+            plan.status = "SKIPPED"
+            plan.reason = f"user mask {path} of shape {mask.shape} does not match the data"
+            return None
+        return mask
+
+    def process_block(self, block: RampBlock, plan: FlickerPlan) -> None:
+        if plan.status == "SKIPPED":
+            return
+        p = self.params
+        data, gdq = block.data, block.groupdq
+        nb, ng = data.shape[:2]
+        if ng < 2:
+            return
+        base = np.ones(data.shape[2:], dtype=bool)
+        if plan.miri_science_only:
+            base &= (block.pixeldq & (dqflags.DO_NOT_USE | dqflags.NON_SCIENCE)) == 0
+        masks = []
+        if plan.user_mask is not None:
+            for k in range(nb):
+                um = plan.user_mask if plan.user_mask.ndim == 2 else \
+                    plan.user_mask[block.int_start + k]
+                masks.append(um & base)
+        else:
+            rates = [draft_rate(data[k], gdq[k]) for k in range(nb)]
+            if plan.flat is not None:
+                rates = [r / plan.flat for r in rates]
+            if p.single_mask:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN pixels stay NaN
+                    combined = np.nanmean(np.stack(rates), axis=0) if nb > 1 else rates[0]
+                one = scene_mask(combined, p.n_sigma, base)
+                masks = [one] * nb
+            else:
+                masks = [scene_mask(r, p.n_sigma, base) for r in rates]
+        for k in range(nb):
+            self._clean_integration(data[k], gdq[k], masks[k], plan)
+
+    def _clean_integration(self, ramp, gdq, scene, plan) -> None:
+        p = self.params
+        ng, ny, nx = ramp.shape
+        nlines = ny if plan.axis == 1 else nx
+        diff = np.empty((ny, nx), dtype=np.float32)
+        cumulative = np.zeros((nlines, plan.nseg), dtype=np.float32)
+        corrections = np.zeros((ng - 1, nlines, plan.nseg), dtype=np.float32)
+        for j in range(ng - 1):
+            np.subtract(ramp[j + 1], ramp[j], out=diff)
+            if plan.flat is not None:
+                diff /= plan.flat
+            mask = scene & ((gdq[j + 1] & _UNUSABLE_GROUP) == 0)
+            stripes = fit_stripes(diff, mask, plan.axis, plan.nseg, plan.background_method,
+                                  p.n_sigma, self.threads)
+            if stripes is None:
+                log.warning("clean_flicker_noise: no background pixels in a group difference; "
+                            "left uncorrected")
+            else:
+                cumulative += stripes
+            corrections[j] = cumulative
+        apply_stripes(ramp[1:], corrections, plan.axis, plan.flat, self.threads)
+
+    def finish(self, model, plan: FlickerPlan) -> None:
+        if plan.reason:
+            log.warning("clean_flicker_noise skipped: %s", plan.reason)
+        self.record_status(model, plan.status)

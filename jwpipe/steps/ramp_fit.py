@@ -1,0 +1,178 @@
+"""ramp_fit: slopes (``_rate``) and per-integration slopes (``_rateints``) from corrected ramps.
+
+The fitting itself is :mod:`jwpipe.ramp_fitting` (compiled OLS with optimal weighting). This
+module wraps it for the stage-1 stream: :meth:`RampFitStep.start` returns a fitter that takes
+blocks of integrations as they leave the last ramp step and writes per-integration results into
+the (possibly disk-backed) ``rateints`` arrays, so memory stays flat in NINTS.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..datamodels import CubeModel, ImageModel, RampModel
+from ..datamodels.spill import allocate
+from ..errors import ConfigError
+from ..ramp_fitting import IntegrationResults, RampFitAccumulator, usable_group_range
+from .base import RampBlock, Step, StepParams
+
+__all__ = ["RampFitStep", "RampFitter"]
+
+
+@dataclass
+class RampFitParams(StepParams):
+    algorithm: str = "OLS_C"
+    weighting: str = "optimal"
+    suppress_one_group: bool = True
+    firstgroup: int | None = None
+    lastgroup: int | None = None
+    save_opt: bool = False
+    maximum_cores: str = "1"
+
+
+def _product_meta(source: RampModel, target, model_type: str) -> None:
+    target.__dict__["_tree"] = copy.deepcopy(source._tree)
+    target.__dict__["extra_fits"] = {k: list(v) for k, v in source.extra_fits.items()}
+    target.__dict__["path"] = source.path
+    target.meta.model_type = model_type
+    target.meta.bunit_data = "DN/s"
+    target.meta.set("bunit_err", "DN/s")
+
+
+class RampFitter:
+    """Stream blocks of integrations into a :class:`RampFitAccumulator`.
+
+    Parameters
+    ----------
+    product : RampModel
+        The exposure (metadata, and ``average_dark_current`` if the dark step set one).
+    gain, readnoise : ndarray of shape (ny, nx), float32
+        Cut to the science subarray.
+    params : RampFitParams
+    threads : int
+    """
+
+    def __init__(self, product: RampModel, gain, readnoise, params: RampFitParams, threads: int,
+                 spill_dir=None):
+        exposure = product.meta.exposure
+        self.product = product
+        self.params = params
+        self.threads = threads
+        self.gain, self.readnoise = gain, readnoise
+        self.nints = int(product.meta.exposure.nints or 0)
+        self.acc: RampFitAccumulator | None = None
+        self.group_time = exposure.group_time
+        self.frame_time = exposure.frame_time
+        self.nframes = exposure.nframes or 1
+        self.spill_dir = spill_dir
+        self.ints = None
+        self.pixeldq = None
+
+    def _group_range(self, block: RampBlock) -> tuple[int, int]:
+        ngroups = block.data.shape[1]
+        first = self.params.firstgroup or 0
+        stop = ngroups if self.params.lastgroup is None else min(ngroups, self.params.lastgroup + 1)
+        if str(self.product.meta.instrument.name or "").upper() == "MIRI":
+            # Leading/trailing groups that are DO_NOT_USE everywhere are not part of the ramp.
+            lo, hi = usable_group_range(block.groupdq)
+            first, stop = max(first, lo), min(stop, hi)
+        if not 0 <= first < stop:
+            raise ConfigError(f"ramp_fit: no groups left to fit (firstgroup={first}, "
+                              f"lastgroup={stop - 1})")
+        return first, stop
+
+    def add_block(self, block: RampBlock) -> None:
+        nb, ngroups, ny, nx = block.data.shape
+        if self.acc is None:
+            nints = block.nints
+            dark = None
+            if self.product.has("average_dark_current"):
+                dark = self.product.average_dark_current
+            self.pixeldq = block.pixeldq
+            self.acc = RampFitAccumulator(
+                (ny, nx), self.gain, self.readnoise, self.group_time, self.frame_time,
+                self.nframes, ngroups, pixeldq=block.pixeldq, avg_dark_current=dark,
+                suppress_one_group=self.params.suppress_one_group,
+                group_range=self._group_range(block), nthreads=self.threads)
+            self.ints = IntegrationResults(
+                allocate((nints, ny, nx), np.float32, spill_dir=self.spill_dir),
+                allocate((nints, ny, nx), np.float32, spill_dir=self.spill_dir),
+                allocate((nints, ny, nx), np.uint32, spill_dir=self.spill_dir),
+                allocate((nints, ny, nx), np.float32, spill_dir=self.spill_dir),
+                allocate((nints, ny, nx), np.float32, spill_dir=self.spill_dir))
+        self.acc.add_block(block.data, block.groupdq, block.zeroframe,
+                           out=self.ints[block.int_start:block.int_stop])
+
+    def finish(self) -> tuple[ImageModel, CubeModel]:
+        if self.acc is None:
+            raise ConfigError("ramp_fit: the exposure has no integrations")
+        result = self.acc.finish()
+        rate = ImageModel()
+        _product_meta(self.product, rate, "ImageModel")
+        rate.data, rate.err, rate.dq = result.slope, result.err, result.dq | self.pixeldq
+        rate.var_poisson, rate.var_rnoise = result.var_poisson, result.var_rnoise
+        ints = CubeModel()
+        _product_meta(self.product, ints, "CubeModel")
+        ints.data, ints.err = self.ints.slope, self.ints.err
+        np.bitwise_or(self.ints.dq, self.pixeldq, out=self.ints.dq)
+        ints.dq = self.ints.dq
+        ints.var_poisson, ints.var_rnoise = self.ints.var_poisson, self.ints.var_rnoise
+        if self.product.has("int_times"):
+            ints.int_times = self.product.int_times
+        for model in (rate, ints):
+            model.meta.cal_step.ramp_fit = "COMPLETE"
+        return rate, ints
+
+
+class RampFitStep(Step):
+    """Fit slopes to ramps (OLS with optimal weighting); returns the ``_rate`` model.
+
+    The per-integration ``_rateints`` model of the last run is kept in ``self.rateints``.
+    """
+
+    name = "ramp_fit"
+    class_name = "RampFitStep"
+    cal_step = "ramp_fit"
+    reference_types = ("readnoise", "gain")
+    Params = RampFitParams
+    model_class = RampModel
+    suffix = "rate"
+
+    def start(self, product: RampModel, refs: dict[str, str], spill_dir=None) -> RampFitter:
+        """A fitter for the stage-1 stream (references read and cut once)."""
+        if self.params.algorithm.upper() not in ("OLS", "OLS_C"):
+            raise ConfigError(f"ramp_fit: algorithm {self.params.algorithm!r} is not available "
+                              "(jwpipe implements OLS_C)")
+        if self.params.save_opt:
+            raise ConfigError("ramp_fit: save_opt (the _fitopt product) is not implemented yet")
+        from ..references import cut_to_subarray, open_reference
+
+        arrays = {}
+        for reftype in ("gain", "readnoise"):
+            ref = open_reference(refs[reftype], reftype)
+            arrays[reftype] = np.asarray(
+                cut_to_subarray(ref.data, ref.meta, product.meta, name=refs[reftype]), np.float32)
+            if reftype == "gain" and ref.meta.exposure.gain_factor:
+                product.meta.exposure.gain_factor = ref.meta.exposure.gain_factor
+        return RampFitter(product, arrays["gain"], arrays["readnoise"], self.params, self.threads,
+                          spill_dir)
+
+    def open_input(self, init):
+        model = super().open_input(init)
+        if not isinstance(model, RampModel):
+            from ..pipelines.ramp_io import ramp_from_level1b
+
+            model = ramp_from_level1b(model)
+        return model
+
+    def process(self, model: RampModel, refs: dict[str, str]) -> ImageModel:
+        fitter = self.start(model, refs)
+        block = RampBlock(np.asarray(model.data, np.float32), np.asarray(model.groupdq, np.uint8),
+                          np.asarray(model.pixeldq, np.uint32), 0, model.shape[0], model.meta,
+                          model.zeroframe if model.has("zeroframe") else None)
+        fitter.add_block(block)
+        rate, self.rateints = fitter.finish()
+        return rate
