@@ -74,6 +74,9 @@ _PRIMARY: list[tuple[str, str, type]] = [
     ("exposure.extended_emission_events", "EXTNCRS", F),
     ("exposure.mrs_nframes", "MIRNFRMS", INT), ("exposure.mrs_ngroups", "MIRNGRPS", INT),
     ("exposure.frame_div_mrs", "MIRFRMDV", INT),
+    ("exposure.p_readpatt", "P_READPA", S), ("exposure.p_exptype", "P_EXP_TY", S),
+    ("instrument.p_filter", "P_FILTER", S), ("instrument.p_pupil", "P_PUPIL", S),
+    ("exposure.average_dark_current", "AVDRKCUR", F),
     # subarray
     ("subarray.name", "SUBARRAY", S), ("subarray.xstart", "SUBSTRT1", INT),
     ("subarray.ystart", "SUBSTRT2", INT), ("subarray.xsize", "SUBSIZE1", INT),
