@@ -15,9 +15,9 @@ __all__ = [
 
 @dataclass
 class PipelineParams:
-    """Parameters every pipeline has."""
+    """Parameters every pipeline has. Products are written only when asked (the CLI asks)."""
 
-    save_results: bool = True
+    save_results: bool = False
     output_dir: str | None = None
 
 
