@@ -90,13 +90,6 @@ def subtract_dark(data: np.ndarray, dark: np.ndarray, int_start: int = 0) -> Non
         np.subtract(data[i], dark[min(int_start + i, last), :ngroups], out=data[i])
 
 
-def _keyword(model, keyword: str):
-    for card in model.extra_fits.get("PRIMARY", []):
-        if card.keyword == keyword:
-            return card.value
-    return None
-
-
 @dataclass
 class DarkCurrentParams(StepParams):
     #: File to save the (frame-averaged) dark that is subtracted.
@@ -209,7 +202,7 @@ class DarkCurrentStep(RampStep):
                 log.warning("%s: average_dark_current has shape %s, the data %s; not applied",
                             name, array.shape, (ny, nx))
             return
-        value = _keyword(ref, "AVDRKCUR")
+        value = ref.meta.exposure.average_dark_current  # the AVDRKCUR keyword
         if value is not None:
             model.average_dark_current = np.full((ny, nx), float(value), np.float32)
 
