@@ -132,6 +132,33 @@ def test_symbolic_context_from_server_config(cache, monkeypatch, caplog):
     assert find_reference("dark", NRCA2_FULL).endswith("jwst_nircam_dark_0002.fits")
 
 
+def test_server_config_as_crds_writes_it_and_current_context(cache, monkeypatch):
+    """CRDS writes server_config as a Python literal (pprint), not JSON."""
+    store = lookup.CrdsCache.from_root(cache)
+    assert store.server_info() == {}
+    assert store.current_context() == "jwst_0042.pmap"  # no server_config: the newest
+    config = cache / "config" / "jwst"
+    config.mkdir(parents=True)
+    (config / "server_config").write_text(repr({
+        "connected": False, "operational_context": "jwst_0041.pmap",
+        "edit_context": "jwst_0042.pmap", "crds_version": {"str": "11.0"}}) + "\n")
+    assert store.server_info()["connected"] is False
+    assert store.current_context() == "jwst_0041.pmap"
+    monkeypatch.setenv("CRDS_CONTEXT", "jwst_0042.pmap")  # the state of the cache, not the env
+    assert store.current_context() == "jwst_0041.pmap"
+    monkeypatch.setenv("CRDS_CONTEXT", "jwst-operational")
+    assert find_reference("dark", NRCA2_FULL).endswith("jwst_nircam_dark_0002.fits")
+    monkeypatch.setenv("CRDS_CONTEXT", "jwst-edit")
+    assert find_reference("dark", NRCA2_FULL).endswith("jwst_nircam_dark_0105.fits")
+    # An operational context that is not in the cache, or an unreadable file: the newest.
+    (config / "server_config").write_text(repr({"operational_context": "jwst_0999.pmap"}))
+    assert store.current_context() == "jwst_0042.pmap"
+    (config / "server_config").write_text("{not a literal")
+    assert store.server_info() == {} and store.current_context() == "jwst_0042.pmap"
+    empty = lookup.CrdsCache.from_root(cache.parent / "nothing")
+    assert empty.server_info() == {} and empty.current_context() is None
+
+
 def test_newer_context_added_to_the_cache_is_used(cache):
     assert find_reference("dark", NRCA2_FULL).endswith("_0105.fits")
     mappings = cache / "mappings" / "jwst"
@@ -288,6 +315,17 @@ def test_selected_file_missing_from_cache(cache):
     assert "the rules select jwst_nircam_gain_0097.fits, but that file is not in the cache" in text
     assert str(cache / "references" / "jwst" / "nircam") in text
     assert "--override gain=<file>" in text
+
+
+def test_selected_file_missing_allowed_when_not_required(cache):
+    nrca1 = {**NRCA2_FULL, "META.INSTRUMENT.DETECTOR": "NRCA1"}
+    assert find_reference("gain", nrca1, require_file=False) == \
+        ref(cache, "jwst_nircam_gain_0097.fits")
+    assert find_reference("dark", NRCA2_FULL, require_file=False) == \
+        ref(cache, "jwst_nircam_dark_0105.fits")  # present: the same answer as by default
+    early = {**nrca1, "META.OBSERVATION.DATE": "2001-01-01"}
+    with pytest.raises(ReferenceNotFoundError, match="no rule is in use"):  # still an error
+        find_reference("dark", early, require_file=False)
 
 
 def test_unknown_instrument_reftype_and_missing_instrument(cache):

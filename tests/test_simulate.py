@@ -13,6 +13,8 @@ from astropy.io import fits
 
 from jwpipe import datamodels as dm
 from jwpipe import dq
+from jwpipe.errors import ReferenceNotFoundError
+from jwpipe.references import find_reference
 from jwpipe.simulate import (
     Galaxy,
     PointSource,
@@ -22,6 +24,7 @@ from jwpipe.simulate import (
     simulate_imaging_observation,
     simulate_time_series,
 )
+from jwpipe.simulate.crdsmaps import read_context, rmap_text
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
 
@@ -187,14 +190,46 @@ def test_rmaps_select_the_references_the_simulator_used(cache, nrc):
 
 
 def test_pipeline_reference_lookup_agrees(cache, nrc):
-    """jwpipe's own CRDS reader (the one that reads real caches) picks the same files."""
-    lookup = pytest.importorskip("jwpipe.references.lookup")
-    if not hasattr(lookup, "find_reference"):
-        pytest.skip("jwpipe.references.lookup.find_reference is not available")
+    """The pipeline's lookup, on the uncal file's own metadata, picks the files simulated with."""
     meta = dm.open(nrc.uncal_path).meta
     for reftype, used in nrc.references.items():
-        got = lookup.find_reference(reftype, meta, crds_path=cache)
+        got = find_reference(reftype, meta, crds_path=cache)
         assert got == "N/A" if used == "N/A" else Path(got).resolve() == Path(used).resolve()
+
+
+def test_context_reads_back_through_the_pipeline_parser(cache):
+    """read_context (jwpipe.references' parser) recovers every rule the writer wrote."""
+    mapdir = cache / "mappings" / "jwst"
+    ctx = read_context(cache)
+    assert ctx.pmap == "jwst_0002.pmap" and set(ctx.instruments) == {"NIRCAM", "MIRI"}
+    for instr, types in ctx.instruments.items():
+        imap = ast.literal_eval(_parse_mapping(mapdir / ctx.imaps[instr])[1])
+        assert {k.lower() for k in imap} == set(types)
+        for reftype, spec in types.items():
+            if spec == "N/A":
+                assert imap[reftype.upper()] == "N/A"
+                continue
+            assert spec.name == imap[reftype.upper()] and spec.entries, reftype
+            header, _ = _parse_mapping(mapdir / spec.name)
+            assert rmap_text(spec, spec.name, header["derived_from"]) == \
+                (mapdir / spec.name).read_text()
+    assert read_context(cache / "nothing").pmap is None
+
+
+def test_reference_named_by_the_cache_but_missing(cache, nrc, tmp_path):
+    """Rules without their files: the simulator says which file is missing."""
+    import shutil
+
+    from jwpipe.simulate import instruments as I
+    from jwpipe.simulate.detector import load_detector
+
+    shutil.copytree(cache / "mappings", tmp_path / "mappings")
+    shutil.copytree(cache / "config", tmp_path / "config")
+    det = I.detector("NRCA1")
+    with pytest.raises(ReferenceNotFoundError, match="reference .*_0001.fits is named by the "
+                                                     "cache but missing"):
+        load_detector(_params(nrc.uncal_path), det, I.subarray(det, "SUB160"),
+                      I.filter_info(det, "F200W"), crds_path=tmp_path)
 
 
 def test_references_open_as_the_right_models(cache):

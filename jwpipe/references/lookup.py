@@ -19,6 +19,7 @@ Parsed mappings are cached per file (path, modification time and size), so calli
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import re
@@ -299,17 +300,46 @@ class CrdsCache:
             raise _Failure(f"there is no jwst_NNNN.pmap context in {self.mapping_dir}{state}")
         return newest[-1]
 
+    def server_info(self) -> dict:
+        """The cache's ``config/jwst/server_config`` as a dict (``{}`` when absent or unreadable).
+
+        CRDS writes it as a Python literal (``pprint``); JSON is accepted too.
+        """
+        if self.config_dir is None:
+            return {}
+        try:
+            text = (self.config_dir / "server_config").read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return {}
+        try:
+            info = json.loads(text)
+        except ValueError:
+            try:
+                info = ast.literal_eval(text.strip())
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
+                return {}
+        return info if isinstance(info, dict) else {}
+
     def _symbolic_context(self, name: str) -> str | None:
         which = {"jwst-operational": "operational_context", "jwst-edit": "edit_context",
                  "jwst-latest": "edit_context"}.get(name.lower())
-        if which is None or self.config_dir is None:
+        if which is None:
             return None
-        try:
-            info = json.loads((self.config_dir / "server_config").read_text())
-        except (OSError, ValueError):
-            return None
-        found = info.get(which) if isinstance(info, dict) else None
+        found = self.server_info().get(which)
         return str(found) if found else None
+
+    def current_context(self) -> str | None:
+        """The context the cache itself names: ``server_config``'s operational context when that
+        pmap is present, else the newest ``jwst_NNNN.pmap``; None when there is none.
+
+        Unlike :meth:`context_name`, ``CRDS_CONTEXT`` plays no part: this is the state of the
+        cache (the context a writer of new mapping versions extends).
+        """
+        name = self._symbolic_context("jwst-operational")
+        if name and (self.mapping_dir / name).is_file():
+            return name
+        newest = self.contexts()
+        return newest[-1] if newest else None
 
     # -- references --
     def reference_candidates(self, name: str, instrument: str | None) -> list[Path]:
@@ -337,8 +367,13 @@ class CrdsCache:
                 f"{self.reference_dir}[/<instrument>]; the network is never used")
 
     # -- selection --
-    def best_reference(self, reftype: str, exposure: _Exposure, context: str | None) -> str:
-        """The cached file for ``reftype`` (path) or ``"N/A"``; raises :class:`_Failure`."""
+    def best_reference(self, reftype: str, exposure: _Exposure, context: str | None,
+                       require_file: bool = True) -> str:
+        """The cached file for ``reftype`` (path) or ``"N/A"``; raises :class:`_Failure`.
+
+        With ``require_file`` false, a selected file the cache lacks is returned as the path it
+        would have in the instrument folder instead of failing.
+        """
         ctx_name = self.context_name(context)
         pmap = self.mapping(ctx_name, "CRDS_CONTEXT" if not context else "context argument")
         if pmap.kind != "pipeline":
@@ -377,11 +412,12 @@ class CrdsCache:
                 f"--override {reftype}=<file> or override_{reftype}=<file>") from exc
         if chosen == NOT_APPLICABLE:
             return NOT_APPLICABLE
-        path = self.locate_reference(chosen, str(rmap.header.get("instrument", "")).strip()
-                                     or instrument)
+        folder = str(rmap.header.get("instrument", "")).strip() or instrument
+        path = self.locate_reference(chosen, folder)
+        if path is None and not require_file:
+            return str(self.reference_candidates(chosen, folder)[0])
         if path is None:
-            looked = ", ".join(str(p.parent) for p in self.reference_candidates(
-                chosen, str(rmap.header.get("instrument", instrument))))
+            looked = ", ".join(str(p.parent) for p in self.reference_candidates(chosen, folder))
             raise _Failure(f"the rules select {chosen}, but that file is not in the cache "
                            f"(looked in {looked}); sync it with `crds sync --files {chosen}` on "
                            "a networked machine, or give it as an override", rules, rmap.parkeys)
@@ -436,7 +472,7 @@ def _use_override(reftype: str, override, crds_path) -> str:
 
 
 def find_reference(reftype: str, meta, *, override=None, crds_path=None,
-                   context: str | None = None) -> str:
+                   context: str | None = None, require_file: bool = True) -> str:
     """The reference file of type ``reftype`` for an exposure.
 
     Parameters
@@ -452,6 +488,9 @@ def find_reference(reftype: str, meta, *, override=None, crds_path=None,
         A CRDS cache root; default ``$CRDS_PATH`` (or ``CRDS_MAPPATH`` + ``CRDS_REFPATH``).
     context : str, optional
         Pin the context (default ``$CRDS_CONTEXT``, else the newest ``jwst_NNNN.pmap``).
+    require_file : bool
+        When false, a file the rules select but the cache lacks is not an error: its path in
+        the cache's instrument folder is returned, for the caller to check (default true).
 
     Returns
     -------
@@ -477,7 +516,7 @@ def find_reference(reftype: str, meta, *, override=None, crds_path=None,
                          "configured", "nothing: CRDS_PATH is not set (and no crds_path was "
                          "given), so there is no local CRDS cache to search")
     try:
-        return cache.best_reference(reftype, exposure, context)
+        return cache.best_reference(reftype, exposure, context, require_file)
     except _Failure as exc:
         raise _not_found(reftype, exposure, exc.why, cache.describe(), exc.rules,
                          exc.parkeys) from None

@@ -27,9 +27,10 @@ import numpy as np
 
 from .. import dq
 from ..errors import ReferenceFileError, ReferenceNotFoundError
+from ..references import find_reference, selection_parameters
 from . import instruments as I
 from . import refs as R
-from .crdsmaps import RmapSpec, read_context, select
+from .crdsmaps import RmapSpec, read_context
 
 __all__ = ["Timing", "DetectorModel", "load_detector", "CosmicRays", "make_cosmic_rays",
            "simulate_integration", "IntegrationResult", "reference_params"]
@@ -132,13 +133,8 @@ class DetectorModel:
         return self.sub.shape
 
 
-def reference_params(meta) -> dict:
-    """CRDS selection parameters (``META.X.Y`` upper-case) from a model's metadata tree."""
-    out = {}
-    for key, value in meta.to_flat_dict().items():
-        if value is not None:
-            out[key.upper()] = value
-    return out
+#: CRDS selection parameters (``{"META.X.Y": value}``) of an exposure's metadata.
+reference_params = selection_parameters
 
 
 # -- reading references -------------------------------------------------------------------------
@@ -203,13 +199,20 @@ class DarkReader:
             self.linear[i] = bool(np.abs(resid).max(initial=0.0) < 0.01)
 
 
-def _find(reftype, instr, params, ctx, root, references):
+def _find(reftype, params, ctx, root, references):
+    """The override in ``references``, else the cache's choice (:func:`find_reference` in the
+    cache's current context): a Path, ``"N/A"``, or None when the cache has no matching rule."""
     if references and reftype in references:
         value = references[reftype]
         return "N/A" if str(value).upper() == "N/A" else Path(value)
-    if ctx is None:
+    if ctx is None or ctx.pmap is None:
         return None
-    return select(ctx, root, instr, reftype, params)
+    try:
+        found = find_reference(reftype, params, crds_path=root, context=ctx.pmap,
+                               require_file=False)
+    except ReferenceNotFoundError:
+        return None
+    return "N/A" if found == "N/A" else Path(found)
 
 
 def load_detector(params: dict, det: I.Detector, sub: I.Subarray, flt: I.Filter | None,
@@ -236,7 +239,7 @@ def load_detector(params: dict, det: I.Detector, sub: I.Subarray, flt: I.Filter 
     ctx = read_context(root) if root is not None else None
     found: dict[str, object] = {}
     for reftype in SIM_REFTYPES:
-        path = _find(reftype, det.instrument, params, ctx, root, references)
+        path = _find(reftype, params, ctx, root, references)
         if path is None:
             mapped = ctx is not None and isinstance(
                 ctx.instruments.get(det.instrument, {}).get(reftype), RmapSpec)
