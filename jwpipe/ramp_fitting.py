@@ -145,13 +145,13 @@ def _kernel_array(a, dtype, name: str, shape: tuple[int, ...] | None = None,
     return a
 
 
-def _image(a, dtype, name: str, shape: tuple[int, int], default=None) -> np.ndarray:
-    """A 2-D per-pixel input: None -> ``default`` everywhere, a scalar broadcast, else checked."""
+def _optional_image(a, dtype, name: str, shape: tuple[int, int]):
+    """A per-pixel input that may be constant: (array, 0) or (None, value) for None or a scalar."""
     if a is None:
-        a = default
+        return None, 0
     if np.ndim(a) == 0:
-        return np.full(shape, a, dtype=dtype)
-    return _kernel_array(a, dtype, name, shape)
+        return None, np.asarray(a, dtype=dtype)[()].item()
+    return _kernel_array(a, dtype, name, shape), 0
 
 
 def usable_group_range(groupdq) -> tuple[int, int]:
@@ -260,20 +260,21 @@ class RampFitAccumulator:
             raise ConfigError(f"nthreads must be >= 1, got {nthreads!r}")
 
         self.gain = _kernel_array(gain, np.float32, "gain", self.shape, "fiu")
-        readnoise = _kernel_array(readnoise, np.float32, "readnoise", self.shape, "fiu")
-        # Read noise of one group in electrons (CDS noise / sqrt(2), frame averaging, gain).
-        self.rnoise_e = (readnoise.astype(np.float64)
-                         * (self.gain.astype(np.float64) / np.sqrt(2.0 * nframes))
-                         ).astype(np.float32)
-        self.dark = _image(avg_dark_current, np.float32, "avg_dark_current", self.shape, 0.0)
-        self.pixeldq = _image(pixeldq, np.uint32, "pixeldq", self.shape, 0)
-
+        # CDS read noise in DN; the kernel turns it into the noise of one group in electrons,
+        # readnoise * gain / sqrt(2 * nframes), as the reference does.
+        self.readnoise = _kernel_array(readnoise, np.float32, "readnoise", self.shape, "fiu")
+        # constant dark current / no PIXELDQ: no (ny, nx) array is made
+        self.dark, self.dark_value = _optional_image(avg_dark_current, np.float32,
+                                                     "avg_dark_current", self.shape)
+        self.pixeldq, pdq_value = _optional_image(pixeldq, np.uint32, "pixeldq", self.shape)
+        if self.pixeldq is None and pdq_value:
+            self.pixeldq = np.full(self.shape, pdq_value, np.uint32)
         self._sums = None  # running sums, allocated by the first add_block
         self._exposure = None  # result of fit_exposure
         self._nints = 0
-        self._kernel = RampFitKernel(self.gain, self.rnoise_e, self.dark, self.pixeldq,
-                                     self.ngroups, first, stop, self.group_time,
-                                     self.frame_time, self.one_group_time,
+        self._kernel = RampFitKernel(self.gain, self.readnoise, self.dark, self.dark_value,
+                                     self.pixeldq, self.ngroups, first, stop, nframes,
+                                     self.group_time, self.frame_time, self.one_group_time,
                                      self.suppress_one_group)
 
     def _sums_dq_state(self):

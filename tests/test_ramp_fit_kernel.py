@@ -4,10 +4,11 @@ Tolerances
 ----------
 Kernel vs ``tests/_reference/ramp_fit_reference.py`` (same algorithm, pure Python, float64): the
 kernel evaluates the same expressions in the same order in double precision, so nearly every
-output is bit-identical. Two places differ at the 1e-16 level: the median rate is selected on the
+output is bit-identical. Three places differ at the 1e-16 level: the median rate is selected on the
 exact raw group differences and then evaluated in the reference's arithmetic (near-ties can pick a
-neighbour one double ulp away), and the exposure Poisson sum is formed as sum(pden) / (rate + dark)
-instead of sum(pden / (rate + dark)). After rounding to float32 this can move a value by one
+neighbour one double ulp away); the exposure Poisson sum is formed as sum(pden) / (rate + dark)
+instead of sum(pden / (rate + dark)); and for CHARGELOSS pixels the other integrations contribute
+their 1/var_R sum rather than 1/(1/sum). After rounding to float32 this can move a value by one
 float32 ulp (1.2e-7 relative), so float outputs are compared with rtol=1e-6; NaN positions and DQ
 must match exactly.
 """

@@ -7,11 +7,12 @@ cdef extern from "ramp_fit.h" nogil:
     int JW_ERR_ALLOC
 
     ctypedef struct jw_rf_setup:
-        int ngroups, first, stop, ny, nx, suppress_one_group
+        int ngroups, first, stop, ny, nx, nframes, suppress_one_group
         double group_time, frame_time, one_group_time
         const float *gain
-        const float *rnoise
+        const float *readnoise
         const float *dark
+        double dark_value
         const uint32_t *pixeldq
 
     ctypedef struct jw_rf_image:
@@ -98,40 +99,53 @@ cdef int _accum(object sums_dq_state, Py_ssize_t ny, Py_ssize_t nx, jw_rf_accum 
 cdef class RampFitKernel:
     """Per-exposure constants of the ramp-fitting kernel; see ``jwpipe.ramp_fitting``.
 
-    Holds the 2-D inputs (gain, per-group read noise in electrons, dark current, PIXELDQ, all
-    C-contiguous (ny, nx)) and the group range and times. Results go to caller-allocated arrays
-    passed as tuples ``(slope, err, dq, var_poisson, var_rnoise)`` of shape (n, ny, nx); the running
-    sums as ``(sums (5, ny, nx) float64 zeroed, dq (ny, nx) uint32, state (ny, nx) uint8)``.
+    Holds the 2-D inputs (gain, CDS read noise in DN, dark current or None for the constant
+    ``dark_value``, PIXELDQ or None, all C-contiguous (ny, nx)) and the group range and times.
+    Results go to caller-allocated arrays passed as tuples ``(slope, err, dq, var_poisson,
+    var_rnoise)`` of shape (n, ny, nx); the running sums as ``(sums (5, ny, nx) float64 zeroed,
+    dq (ny, nx) uint32, state (ny, nx) uint8)``.
     """
     cdef jw_rf_setup s
     cdef object _keep
 
-    def __cinit__(self, const float[:, ::1] gain, const float[:, ::1] rnoise,
-                  const float[:, ::1] dark, const uint32_t[:, ::1] pixeldq, int ngroups,
-                  int first, int stop, double group_time, double frame_time,
-                  double one_group_time, bint suppress_one_group):
+    def __cinit__(self, const float[:, ::1] gain, const float[:, ::1] readnoise,
+                  const float[:, ::1] dark, double dark_value, const uint32_t[:, ::1] pixeldq,
+                  int ngroups, int first, int stop, int nframes, double group_time,
+                  double frame_time, double one_group_time, bint suppress_one_group):
         cdef Py_ssize_t ny = gain.shape[0], nx = gain.shape[1]
-        if not (_same2(rnoise.shape, ny, nx) and _same2(dark.shape, ny, nx)
-                and _same2(pixeldq.shape, ny, nx)):
-            raise ValueError("RampFitKernel: 2-D inputs must all have shape (ny, nx)")
+        if not _same2(readnoise.shape, ny, nx):
+            raise ValueError("RampFitKernel: readnoise must have the shape of gain")
+        if dark is not None and not _same2(dark.shape, ny, nx):
+            raise ValueError("RampFitKernel: dark must have the shape of gain")
+        if pixeldq is not None and not _same2(pixeldq.shape, ny, nx):
+            raise ValueError("RampFitKernel: pixeldq must have the shape of gain")
         if ny * nx == 0:
             raise ValueError("RampFitKernel: empty image")
         if not (0 <= first < stop <= ngroups):
             raise ValueError("RampFitKernel: need 0 <= first < stop <= ngroups")
-        self._keep = (gain.base, rnoise.base, dark.base, pixeldq.base)
+        if nframes < 1:
+            raise ValueError("RampFitKernel: nframes must be >= 1")
+        self._keep = (gain.base, readnoise.base, None if dark is None else dark.base,
+                      None if pixeldq is None else pixeldq.base)
         self.s.ngroups = ngroups
         self.s.first = first
         self.s.stop = stop
         self.s.ny = <int>ny
         self.s.nx = <int>nx
+        self.s.nframes = nframes
         self.s.suppress_one_group = suppress_one_group
         self.s.group_time = group_time
         self.s.frame_time = frame_time
         self.s.one_group_time = one_group_time
         self.s.gain = &gain[0, 0]
-        self.s.rnoise = &rnoise[0, 0]
-        self.s.dark = &dark[0, 0]
-        self.s.pixeldq = &pixeldq[0, 0]
+        self.s.readnoise = &readnoise[0, 0]
+        self.s.dark = NULL
+        self.s.dark_value = dark_value
+        self.s.pixeldq = NULL
+        if dark is not None:
+            self.s.dark = &dark[0, 0]
+        if pixeldq is not None:
+            self.s.pixeldq = &pixeldq[0, 0]
 
     cdef int _block(self, const float[:, :, :, ::1] data, const uint8_t[:, :, :, ::1] groupdq,
                     const float[:, :, ::1] zeroframe, object ints, jw_rf_accum *acc,

@@ -440,19 +440,68 @@ static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pi
     r->dq = dq;
 }
 
-static inline void load_pixel(const jw_rf_setup *s, size_t p, pixel_t *px)
+/* The 2-D inputs of one image row, read noise already in electrons per group. */
+typedef struct {
+    const float *gain, *rnoise, *dark;
+    const uint32_t *pixeldq;
+} row_t;
+
+/* Per-thread row buffers: the row's read noise in electrons, and constant dark/PIXELDQ rows. */
+typedef struct {
+    float *rn, *dark;
+    uint32_t *pdq;
+} rowbuf_t;
+
+static int rowbuf_alloc(rowbuf_t *b, const jw_rf_setup *s)
 {
-    px->gain = (double)s->gain[p];
-    px->rn = (double)s->rnoise[p];
-    px->dark = (double)s->dark[p];
-    px->pdq = s->pixeldq[p];
+    const size_t nx = (size_t)s->nx;
+    b->rn = (float *)malloc(nx * sizeof(float));
+    b->dark = s->dark ? NULL : (float *)malloc(nx * sizeof(float));
+    b->pdq = s->pixeldq ? NULL : (uint32_t *)calloc(nx, sizeof(uint32_t));
+    if (!b->rn || (!s->dark && !b->dark) || (!s->pixeldq && !b->pdq)) return JW_ERR_ALLOC;
+    if (b->dark)
+        for (size_t x = 0; x < nx; x++) b->dark[x] = (float)s->dark_value;
+    return JW_OK;
+}
+
+static void rowbuf_free(rowbuf_t *b)
+{
+    free(b->rn);
+    free(b->dark);
+    free(b->pdq);
+}
+
+/* Row r0/nx of the inputs. With need_rn, the read noise of one group in electrons,
+ * readnoise * (gain / sqrt(2 nframes)) rounded to float32, as the reference prepares it. */
+static row_t row_prepare(const jw_rf_setup *s, size_t r0, rowbuf_t *b, int need_rn)
+{
+    row_t rw;
+    rw.gain = s->gain + r0;
+    rw.dark = s->dark ? s->dark + r0 : b->dark;
+    rw.pixeldq = s->pixeldq ? s->pixeldq + r0 : b->pdq;
+    rw.rnoise = b->rn;
+    if (need_rn) {
+        const double sqrt2n = sqrt(2.0 * (double)s->nframes);
+        const float *restrict rn = s->readnoise + r0, *restrict g = s->gain + r0;
+        float *restrict out = b->rn;
+        for (long x = 0; x < s->nx; x++) out[x] = (float)((double)rn[x] * ((double)g[x] / sqrt2n));
+    }
+    return rw;
+}
+
+static inline void load_pixel(const row_t *rw, size_t x, pixel_t *px)
+{
+    px->gain = (double)rw->gain[x];
+    px->rn = (double)rw->rnoise[x];
+    px->dark = (double)rw->dark[x];
+    px->pdq = rw->pixeldq[x];
     if (px->gain <= 0.0 || isnan(px->gain)) px->pdq |= DQ_DO_NOT_USE | DQ_NO_GAIN_VALUE;
 }
 
 static int setup_ok(const jw_rf_setup *s)
 {
     return s->ngroups >= 1 && s->first >= 0 && s->stop > s->first && s->stop <= s->ngroups &&
-           s->ny >= 0 && s->nx >= 0;
+           s->ny >= 0 && s->nx >= 0 && s->nframes >= 1 && s->gain && s->readnoise;
 }
 
 /* ------------------------------------------------------------------------------------------
@@ -572,12 +621,8 @@ static void chunk_median(chunk_t *c, int n, long wdt, double gt, const sortnet_t
     const double *restrict Y = c->Y;
     for (int k = 0; k < cnt; k++) {
         const double *restrict y0 = Y + (size_t)k * CHUNK, *restrict y1 = y0 + CHUNK;
-        double *restrict d = D + (size_t)k * CHUNK, *restrict t = T + (size_t)k * CHUNK;
-        for (long x = 0; x < wdt; x++) {
-            const double v = y1[x] - y0[x];
-            d[x] = v;
-            t[x] = v;
-        }
+        double *restrict d = D + (size_t)k * CHUNK;
+        for (long x = 0; x < wdt; x++) d[x] = y1[x] - y0[x];
     }
     if (cnt == 1) {
         for (long x = 0; x < wdt; x++) mr[x] = diff_rate(Y, 0, x, gt);
@@ -587,14 +632,23 @@ static void chunk_median(chunk_t *c, int n, long wdt, double gt, const sortnet_t
         for (long x = 0; x < wdt; x++) mr[x] = (diff_rate(Y, 0, x, gt) + diff_rate(Y, 1, x, gt)) / 2.0;
         return;
     }
-    if (cnt == 9) {
-        static const int A[19] = {1, 4, 7, 0, 3, 6, 1, 4, 7, 0, 5, 4, 3, 1, 2, 4, 2, 4, 2};
-        static const int B[19] = {2, 5, 8, 1, 4, 7, 2, 5, 8, 3, 8, 7, 6, 4, 5, 7, 4, 6, 4};
-        for (int i = 0; i < 19; i++) {
-            double *restrict ta = T + (size_t)A[i] * CHUNK, *restrict tb = T + (size_t)B[i] * CHUNK;
-            for (long x = 0; x < wdt; x++) SORT2(ta[x], tb[x]);
+    if (cnt == 9) { /* 10-group ramps: the 19-comparator median network, in registers */
+        double *restrict med = T + (size_t)m * CHUNK;
+        for (long x = 0; x < wdt; x++) {
+            double p0 = D[x], p1 = D[CHUNK + x], p2 = D[2 * CHUNK + x];
+            double p3 = D[3 * CHUNK + x], p4 = D[4 * CHUNK + x], p5 = D[5 * CHUNK + x];
+            double p6 = D[6 * CHUNK + x], p7 = D[7 * CHUNK + x], p8 = D[8 * CHUNK + x];
+            SORT2(p1, p2); SORT2(p4, p5); SORT2(p7, p8);
+            SORT2(p0, p1); SORT2(p3, p4); SORT2(p6, p7);
+            SORT2(p1, p2); SORT2(p4, p5); SORT2(p7, p8);
+            SORT2(p0, p3); SORT2(p5, p8); SORT2(p4, p7);
+            SORT2(p3, p6); SORT2(p1, p4); SORT2(p2, p5);
+            SORT2(p4, p7); SORT2(p2, p4); SORT2(p4, p6);
+            SORT2(p2, p4);
+            med[x] = p4;
         }
     } else {
+        memcpy(T, D, (size_t)cnt * CHUNK * sizeof(double));
         for (int i = 0; i < net->ncomp; i++) {
             double *restrict ta = T + (size_t)net->a[i] * CHUNK;
             double *restrict tb = T + (size_t)net->b[i] * CHUNK;
@@ -779,9 +833,9 @@ static void chunk_results(long wdt, const double *restrict mrv, const double *re
 }
 
 /* Fit the clean pixels of a chunk (pixels [x0, x0 + wdt) of a row) and write their results.
- * s2 holds the row's 2-D inputs and arow its sums, both from the row start. Returns how many pixels
+ * rw holds the row's 2-D inputs and arow its sums, both from the row start. Returns how many pixels
  * were left for fit_integration (c->clean is 0 there). */
-static long chunk_fit(const jw_rf_setup *s2, const timing_t *t, const double *table,
+static long chunk_fit(const row_t *rw, const timing_t *t, const double *table,
                       const sortnet_t *net, int n, long x0, long wdt, const float *dp,
                       const uint8_t *qp, size_t npix, chunk_t *c, const jw_rf_image *orow,
                       const jw_rf_accum *arow)
@@ -806,8 +860,8 @@ static long chunk_fit(const jw_rf_setup *s2, const timing_t *t, const double *ta
     if (nclean == 0) return wdt;
 
     const double gt = t->gt;
-    const float *gain = s2->gain + x0, *rnoise = s2->rnoise + x0;
-    const uint32_t *pixeldq = s2->pixeldq + x0;
+    const float *gain = rw->gain + x0, *rnoise = rw->rnoise + x0;
+    const uint32_t *pixeldq = rw->pixeldq + x0;
     chunk_median(c, n, wdt, gt, net);
     /* per pixel: segment slope (c->slope), Poisson denominator (c->sxx), var_R (c->sxy) */
     const double *finite; /* non-finite exactly where some group value is NaN or infinite */
@@ -836,7 +890,7 @@ static long chunk_fit(const jw_rf_setup *s2, const timing_t *t, const double *ta
             if (!(dq & DQ_DO_NOT_USE)) a_state[x] |= JW_RF_STATE_USABLE;
         }
     }
-    chunk_results(wdt, c->mr, c->slope, c->sxx, c->sxy, s2->dark + x0, bad, use,
+    chunk_results(wdt, c->mr, c->slope, c->sxx, c->sxy, rw->dark + x0, bad, use,
                   orow->slope + x0, orow->err + x0, orow->var_poisson + x0,
                   orow->var_rnoise + x0, arow->sum_rate + x0, arow->sum_pden + x0,
                   arow->sum_ivar_r + x0, arow->sum_num + x0, arow->sum_ivar_r_cl + x0);
@@ -845,11 +899,11 @@ static long chunk_fit(const jw_rf_setup *s2, const timing_t *t, const double *ta
 
 /* Exposure results of cnt pixels from their sums over nints integrations (arrays from the first
  * pixel). bad and cl are scratch of cnt doubles. */
-static void finish_pixels(long cnt, double nints, const jw_rf_setup *s2, const jw_rf_accum *a,
+static void finish_pixels(long cnt, double nints, const row_t *rw, const jw_rf_accum *a,
                           const jw_rf_image *o, double *restrict bad, double *restrict cl)
 {
-    const float *restrict gain = s2->gain, *restrict dark = s2->dark;
-    const uint32_t *restrict pixeldq = s2->pixeldq, *restrict a_dq = a->dq;
+    const float *restrict gain = rw->gain, *restrict dark = rw->dark;
+    const uint32_t *restrict pixeldq = rw->pixeldq, *restrict a_dq = a->dq;
     const uint8_t *restrict state = a->state;
     uint32_t *restrict o_dq = o->dq;
     for (long x = 0; x < cnt; x++) {
@@ -896,17 +950,6 @@ static void finish_pixels(long cnt, double nints, const jw_rf_setup *s2, const j
         const double vr = 1.0 / s_cl[x];
         o_vr[x] = (float)((vr >= JW_RF_LARGE_VARIANCE) ? 0.0 : vr);
     }
-}
-
-/* The 2-D inputs of one row. */
-static inline jw_rf_setup setup_row(const jw_rf_setup *s, size_t r0)
-{
-    jw_rf_setup s2 = *s;
-    s2.gain += r0;
-    s2.rnoise += r0;
-    s2.dark += r0;
-    s2.pixeldq += r0;
-    return s2;
 }
 
 static inline jw_rf_accum accum_at(const jw_rf_accum *a, size_t p)
@@ -987,8 +1030,10 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
             rdq = (uint32_t *)malloc((size_t)nx * sizeof(uint32_t));
             rstate = (uint8_t *)malloc((size_t)nx);
         }
+        rowbuf_t rb = {NULL, NULL, NULL};
         const int ok = w.y && w.buf && w.tmp && w.kk && w.wbuf && w.q && w.q0 && w.ss && w.se &&
-                       chunk_alloc(&c, n) == JW_OK && (rate == NULL || (rsum && rdq && rstate));
+                       chunk_alloc(&c, n) == JW_OK && (rate == NULL || (rsum && rdq && rstate)) &&
+                       rowbuf_alloc(&rb, s) == JW_OK;
         if (!ok) {
             #pragma omp atomic write
             status = JW_ERR_ALLOC;
@@ -998,7 +1043,7 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
         for (long row = 0; row < s->ny; row++) {
             if (!ok) continue;
             const size_t r0 = (size_t)row * (size_t)nx;
-            const jw_rf_setup s2 = setup_row(s, r0);
+            const row_t rw = row_prepare(s, r0, &rb, 1);
             jw_rf_accum arow;
             if (rate != NULL) {
                 memset(rsum, 0, (size_t)(5 * nx) * sizeof(double));
@@ -1024,7 +1069,7 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
                     const uint8_t *qp = groupdq + ibase + x0;
                     long left = wdt;
                     if (use_chunks) {
-                        left = chunk_fit(&s2, &t, table, &net, n, x0, wdt, dp, qp, npix, &c, &orow,
+                        left = chunk_fit(&rw, &t, table, &net, n, x0, wdt, dp, qp, npix, &c, &orow,
                                          &arow);
                     } else {
                         for (long x = 0; x < wdt; x++) c.clean[x] = 0;
@@ -1039,7 +1084,7 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
                         }
                         if (s->first > 0) w.q[0] &= (uint8_t)~F_JUMP; /* no difference precedes it */
                         pixel_t px;
-                        load_pixel(&s2, (size_t)x, &px);
+                        load_pixel(&rw, (size_t)x, &px);
                         integ_t r;
                         fit_integration(n, &w, zp != NULL, zp ? (double)zp[x] : 0.0, &px, &t,
                                         table, &r);
@@ -1067,7 +1112,7 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
             }
             if (rate != NULL) {
                 const jw_rf_image rrow = image_at(rate, r0);
-                finish_pixels(nx, (double)nb, &s2, &arow, &rrow, rsum + 5 * (size_t)nx,
+                finish_pixels(nx, (double)nb, &rw, &arow, &rrow, rsum + 5 * (size_t)nx,
                               rsum + 6 * (size_t)nx);
             }
         }
@@ -1084,6 +1129,7 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
         free(rdq);
         free(rstate);
         chunk_free(&c);
+        rowbuf_free(&rb);
     }
     free(net.a);
     free(net.b);
@@ -1101,20 +1147,23 @@ int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
     #pragma omp parallel num_threads(nthreads)
     {
         double *scratch = (double *)malloc((size_t)(2 * nx) * sizeof(double));
-        if (scratch == NULL) {
+        rowbuf_t rb = {NULL, NULL, NULL};
+        const int ok = scratch != NULL && rowbuf_alloc(&rb, s) == JW_OK;
+        if (!ok) {
             #pragma omp atomic write
             status = JW_ERR_ALLOC;
         }
         #pragma omp for schedule(static)
         for (long row = 0; row < s->ny; row++) {
-            if (scratch == NULL) continue;
+            if (!ok) continue;
             const size_t r0 = (size_t)row * (size_t)nx;
-            const jw_rf_setup s2 = setup_row(s, r0);
+            const row_t rw = row_prepare(s, r0, &rb, 0);
             const jw_rf_accum arow = accum_at(acc, r0);
             const jw_rf_image rrow = image_at(rate, r0);
-            finish_pixels(nx, (double)nints, &s2, &arow, &rrow, scratch, scratch + nx);
+            finish_pixels(nx, (double)nints, &rw, &arow, &rrow, scratch, scratch + nx);
         }
         free(scratch);
+        rowbuf_free(&rb);
     }
     return status;
 }

@@ -23,14 +23,16 @@ typedef struct jw_rf_setup {
     int ngroups;            /* groups per integration in the input arrays */
     int first, stop;        /* groups [first, stop) are fitted, as if the others did not exist */
     int ny, nx;
+    int nframes;            /* frames averaged per group */
     int suppress_one_group; /* 1: a ramp with a single usable group gets no slope */
     double group_time;      /* TGROUP, s */
     double frame_time;      /* TFRAME, s (slope of a ZEROFRAME-rescued ramp) */
     double one_group_time;  /* (NFRAMES + 1) * TFRAME / 2, s (ramps whose only good group is 0) */
     const float *gain;      /* e-/DN */
-    const float *rnoise;    /* read noise of one group, in electrons */
-    const float *dark;      /* average dark current, DN/s */
-    const uint32_t *pixeldq;
+    const float *readnoise; /* CDS read noise, DN (the READNOISE reference file) */
+    const float *dark;      /* average dark current, DN/s; NULL: dark_value everywhere */
+    double dark_value;
+    const uint32_t *pixeldq; /* NULL: no flags */
 } jw_rf_setup;
 
 /* Results for n images of (ny, nx): per integration (n = block size) or for the exposure (n = 1). */
