@@ -1,0 +1,279 @@
+"""Stage-1 science against known truth: the whole calwebb_detector1 on simulated NIRCam exposures.
+
+Issue 4, "Accuracy": (rate - truth)/ERR is a unit normal on clean pixels, the rate is unbiased,
+injected cosmic rays are flagged (>= 99.5% above 6 sigma, >= 85% at 4-6 sigma) with at most 1e-4
+spurious jumps per clean pixel-group, saturated pixels are flagged from the right group and the
+non-linearity correction leaves no bias trend with signal.
+
+Two exposures per readout pattern (RAPID and BRIGHT2, each simulated once per test process,
+~1-2 s each): NRCA1 SUB320, 10 groups, 4 integrations, a scene from a 20 DN/s sky to just below
+saturation plus saturating spots (``_sim_fixtures.science_scene``), BRIGHT2 at half the rates so
+that both reach the same signal.
+
+- "all": every detector effect the simulator has (Poisson and read noise, amplifier drifts and
+  1/f noise, dark current, IPC, non-linearity, saturation) and cosmic rays at 4e-3 events per
+  pixel per second (several hundred single-pixel hits in the 4-6 sigma band): cosmic rays,
+  spurious jumps, saturation, products.
+- "variance": the same without the correlated noise (amplifier drifts, 1/f) and with the
+  default cosmic-ray rate: (rate - truth)/ERR and the non-linearity (see
+  ``test_rate_error_normalised_by_err_is_unit_normal`` for why).
+
+The pipeline runs with its defaults (only ``save_calibrated_ramp`` for the group DQ). Every
+figure is printed (``pytest -s``) and in the assertion message.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from _sim_fixtures import (
+    SIGNAL_BANDS,
+    build_cache,
+    cosmic_ray_detection,
+    describe,
+    grow,
+    load_truth,
+    once,
+    run_stage1,
+    saturation_timing,
+    science_scene,
+    spurious_jumps,
+    z_statistics,
+)
+
+from jwpipe import dq
+from jwpipe.simulate import simulate_exposure
+
+pytestmark = pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
+
+
+@pytest.fixture(scope="module")
+def sim_cache(tmp_path_factory):
+    """The process-wide synthetic CRDS cache (built once, see _sim_fixtures.build_cache)."""
+    return build_cache(tmp_path_factory)
+
+
+NGROUPS, NINTS = 10, 4
+#: Same total signal for both patterns: BRIGHT2 groups last twice as long (TGROUP = 2 TFRAME).
+PEAK = {"RAPID": 3800.0, "BRIGHT2": 1900.0}
+PATTERNS = ["RAPID", "BRIGHT2"]
+
+
+def _simulate_and_run(cache, tmp_path_factory, readpatt, kind):
+    """``kind`` "all": every simulator effect, cosmic rays at 4e-3 /pixel/s. "variance": the
+    same without the correlated noise (amplifier drifts, 1/f) and with the default cosmic-ray
+    rate, for the tests of the variance model (see
+    ``test_rate_error_normalised_by_err_is_unit_normal``)."""
+    out = tmp_path_factory.mktemp(f"nrc_{kind}_{readpatt.lower()}")
+    scene = science_scene(320, 320, photmjsr=0.22, background_dns=20.0, peak_dns=PEAK[readpatt])
+    effects = dict(cosmic_rays=4e-3) if kind == "all" else dict(correlated=False)
+    exp = simulate_exposure(detector="NRCA1", subarray="SUB320", readpatt=readpatt,
+                            ngroups=NGROUPS, nints=NINTS, crds_path=cache, output_dir=out / "raw",
+                            seed=11, scene=scene, **effects)
+    products = run_stage1("detector1", exp.uncal_path, cache, out / "products")
+    return load_truth(exp.truth_path), products
+
+
+def _exposure(cache, tmp_path_factory, readpatt, kind):
+    return once(("nrc_science", readpatt, kind),
+                lambda: _simulate_and_run(cache, tmp_path_factory, readpatt, kind))
+
+
+@pytest.fixture(scope="module", params=PATTERNS)
+def science(request, sim_cache, tmp_path_factory):
+    """Every effect on: cosmic rays, saturation, products."""
+    return _exposure(sim_cache, tmp_path_factory, request.param, "all")
+
+
+@pytest.fixture(scope="module", params=PATTERNS)
+def variance(request, sim_cache, tmp_path_factory):
+    """Without correlated noise: the rate and its ERR."""
+    return _exposure(sim_cache, tmp_path_factory, request.param, "variance")
+
+
+@pytest.fixture(scope="module")
+def rapid_variance(sim_cache, tmp_path_factory):
+    return _exposure(sim_cache, tmp_path_factory, "RAPID", "variance")
+
+
+def test_products_complete(science):
+    truth, p = science
+    assert p.rate["SCI"].shape == (320, 320)
+    assert p.rateints["SCI"].shape == (NINTS, 320, 320)
+    assert p.ramp["GROUPDQ"].shape == (NINTS, NGROUPS, 320, 320)
+    for key in ("S_DQINIT", "S_SATURA", "S_IPC", "S_SUPERB", "S_REFPIX", "S_LINEAR", "S_DARK",
+                "S_JUMP", "S_RAMP"):
+        assert p.header[key] == "COMPLETE", key
+
+
+def test_rate_error_normalised_by_err_is_unit_normal(variance):
+    """(rate - truth)/ERR on clean pixels (DQ == 0, truth signal > 50 DN): median ~0, robust
+    sigma 0.97-1.05, relative bias <= 1e-3 (issue 4, "Poisson and read-noise variances are
+    right"; the reference pipeline: spread 1.01-1.06, bias <= 4e-4).
+
+    On the exposure without correlated noise: the simulator's amplifier drifts and 1/f noise are
+    not part of any pipeline's ERR, and on a one-output subarray the refpix step (the reference
+    algorithm: per-group odd/even means of the 4 reference rows, which carry their own 1/f noise)
+    leaves a common offset per group shared by all pixels. That moves the median z of a whole
+    exposure by up to ~0.1 at random (see ``test_all_effects_rate_sanity``), which says nothing
+    about the variance model this test is about.
+
+    Tolerances: the median and spread bounds are the issue's targets. With ~9e4 pixels their
+    sampling errors are ~0.004 (1.25/sqrt(n)) and ~0.003, far inside the bounds, so a pass or
+    fail is decided by the pipeline, not by chance. The per-band figures (read-noise- to
+    Poisson-dominated) are printed for the report.
+    """
+    truth, p = variance
+    stats = z_statistics(p.rate["SCI"], p.rate["ERR"], p.rate["DQ"], truth["rate"],
+                         truth["t_int"])
+    print("z statistics:", describe(stats))
+    assert stats["n"] > 20000, describe(stats)  # enough pixels for the figures to mean anything
+    assert abs(stats["median_z"]) < 0.05, describe(stats)
+    assert 0.97 <= stats["sigma_z"] <= 1.05, describe(stats)
+    assert abs(stats["bias"]) <= 1e-3, describe(stats)
+
+
+def test_rateints_error_normalised_by_err(variance):
+    """The same per integration (each integration's slope against the truth, with its own ERR).
+
+    Tolerances: the issue's median and spread bounds, per integration (~9e4 pixels each, sampling
+    errors as above). The per-integration Poisson variance comes from that integration's own
+    median rate (documented in ramp_fitting.py), which the bounds must absorb too.
+    """
+    truth, p = variance
+    for i in range(NINTS):
+        stats = z_statistics(p.rateints["SCI"][i], p.rateints["ERR"][i], p.rateints["DQ"][i],
+                             truth["rate"], truth["t_int"])
+        print(f"integration {i}:", describe(stats))
+        assert stats["n"] > 20000, describe(stats)
+        assert abs(stats["median_z"]) < 0.05, describe(stats)
+        assert 0.97 <= stats["sigma_z"] <= 1.05, describe(stats)
+
+
+def test_all_effects_rate_sanity(science):
+    """With every effect on (correlated noise and a high cosmic-ray rate) the rate still matches
+    the truth, within bounds widened for the correlated noise no stage-1 step removes on this
+    subarray: |median z| < 0.15 and spread <= 1.08 (the measured common-mode shift is up to
+    ~0.1; the reference reached 1.05 on its own NIRCam case), relative bias <= 1e-3."""
+    truth, p = science
+    stats = z_statistics(p.rate["SCI"], p.rate["ERR"], p.rate["DQ"], truth["rate"],
+                         truth["t_int"])
+    print("z statistics, every effect on:", describe(stats))
+    assert stats["n"] > 20000, describe(stats)
+    assert abs(stats["median_z"]) < 0.15, describe(stats)
+    assert 0.97 <= stats["sigma_z"] <= 1.08, describe(stats)
+    assert abs(stats["bias"]) <= 1e-3, describe(stats)
+
+
+def test_nonlinearity_leaves_no_bias_trend_with_signal(rapid_variance):
+    """Bright unsaturated pixels (never within the saturation margin, more than 4 px from any
+    saturating pixel, DQ == 0) agree with the truth to the Poisson level at every signal level,
+    up to ~40k DN where the linearity correction is ~6%.
+
+    Tolerances per signal bin (each holds >= 1000 pixels): |median z| <= 0.1 (the sampling error
+    of a median of 1000 unit normals is 0.04, so 0.1 is 2.5 of those: a trend of 0.1 sigma of the
+    Poisson noise would fail); robust spread 0.95-1.05 (the Poisson-dominated variance must be
+    right); |median relative error| <= 1e-3 (the issue's bias bound, in every bin).
+    """
+    truth, p = rapid_variance
+    signal = truth["rate"].astype(np.float64) * float(truth["t_int"])
+    unsaturated = ~grow((truth["sat_margin_group"] >= 0).any(axis=0), 4)
+    edges = [5e3, 1e4, 2e4, 3e4, 4e4, 6e4]
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = unsaturated & (signal >= lo) & (signal < hi)
+        stats = z_statistics(p.rate["SCI"], p.rate["ERR"], p.rate["DQ"], truth["rate"],
+                             truth["t_int"], select=sel)
+        stats.pop("bands")
+        rows.append(((lo, hi), stats))
+        print(f"signal {lo:.0f}-{hi:.0f} DN:", describe(stats))
+    populated = [(b, s) for b, s in rows if s["n"] >= 1000]
+    assert len(populated) >= 4, describe(dict(rows))  # the scene covers 5k to 40k DN
+    assert max(b[0] for b, _ in populated) >= 3e4, describe(dict(rows))
+    for band, stats in populated:
+        assert abs(stats["median_z"]) <= 0.1, (band, describe(stats))
+        assert 0.95 <= stats["sigma_z"] <= 1.05, (band, describe(stats))
+        assert abs(stats["bias"]) <= 1e-3, (band, describe(stats))
+
+
+def test_cosmic_rays_above_6_sigma_flagged(science):
+    """>= 99.5% of the single-pixel hits above 6 sigma get JUMP_DET at their group (or the next
+    one for a hit split across a group boundary; see ``cosmic_ray_detection`` for the matching
+    rule and the significance). Several thousand hits: the binomial error of the fraction is
+    < 0.1%, so the issue's bound is asserted as is."""
+    truth, p = science
+    det = cosmic_ray_detection(truth, p.ramp["GROUPDQ"], p.ramp["PIXELDQ"])
+    print("cosmic rays:", describe(det))
+    band = det["bands"][(6, np.inf)]
+    assert band["n"] >= 2000, describe(det)
+    assert band["fraction"] >= 0.995, describe(det)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "jump detection misses the issue's 4-6 sigma target (jwpipe/jump_detection.py detect_jumps "
+    "-> _ext/src/jump.c two-point differences, rejection_threshold 4 as in the reference): a "
+    "difference is flagged when |diff - median| / sigma > 4, so a hit of significance s is "
+    "found with probability ~Phi(s - 4), ~0.75 averaged over 4-6 sigma. Measured (single-pixel "
+    "hits): RAPID 74.9% (4-5 sigma 62%, 5-6 sigma 89%; 802 hits), BRIGHT2 70.8% (4-5 sigma "
+    "56%, 5-6 sigma 85%; 2052 hits); reference 69-84%. Reaching 85% needs a lower effective "
+    "threshold or a better noise model, and the spurious rate is already above target "
+    "(test_spurious_jumps_rare)."))
+def test_cosmic_rays_4_to_6_sigma_flagged(science):
+    """>= 85% of the single-pixel hits at 4-6 sigma are flagged (issue 4; the reference
+    pipeline: 69-84%). With 500-2000 hits in the band the binomial error is 0.8-1.7%; the bound is
+    the issue's target."""
+    truth, p = science
+    det = cosmic_ray_detection(truth, p.ramp["GROUPDQ"], p.ramp["PIXELDQ"],
+                               bands=((0, 2), (2, 4), (4, 5), (5, 6), (4, 6), (6, np.inf)))
+    print("cosmic rays by significance:", describe(det))
+    band = det["bands"][(4, 6)]
+    assert band["n"] >= 500, describe(det)
+    assert band["fraction"] >= 0.85, describe(det)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "spurious jump rate above 1e-4 (jwpipe/jump_detection.py -> _ext/src/jump.c): the "
+    "two-point-difference sigma uses the READNOISE reference (white read noise) and the median "
+    "difference (Poisson), but on a one-output subarray the refpix step (reference algorithm: "
+    "odd/even means of the 4 reference rows) leaves the 1/f row noise, which the threshold does "
+    "not model. Measured per clean pixel-group: RAPID 1.51e-4 (read-noise-dominated pixels, "
+    "signal < 1e3 DN: 3.1e-4; > 2e4 DN: 7.9e-5), BRIGHT2 1.94e-4 (faint 4.8e-4; bright 8.0e-5); "
+    "the same exposures without the simulator's correlated noise: 8.2e-5 and 7.2e-5. "
+    "Reference: 0.4-3.4e-4."))
+def test_spurious_jumps_rare(science):
+    """At most 1e-4 JUMP_DET flags per clean pixel-group (issue 4; the reference: 0.4-3.4e-4).
+    ``spurious_jumps`` defines the clean pixel-groups (no injected deposit within +-1 pixel, not
+    in the flagged region of a real hit, usable difference, away from saturating pixels). Over
+    ~3e6 clean pixel-groups, 1e-4 is ~300 flags: a Poisson error of 6%, so the bound is asserted
+    as is. The rate per signal band is printed for the report."""
+    truth, p = science
+    sp = spurious_jumps(truth, p.ramp["GROUPDQ"], p.ramp["PIXELDQ"])
+    print("spurious jumps:", describe(sp))
+    assert sp["n_clean"] > 1_000_000, describe(sp)
+    assert sp["rate"] <= 1e-4, describe(sp)
+
+
+def test_saturation_flagged_from_the_right_group(science):
+    """Every truth-saturated pixel-integration is SATURATED from its truth group (or earlier only
+    within the read-noise margin, or through the deliberate growth of saturation into neighbours;
+    ``saturation_timing``), no SATURATED flag appears where nothing saturates nearby, and a
+    saturated group is never followed by an unflagged one. All counts must be exactly 0: these
+    are rules, not statistics."""
+    truth, p = science
+    sat = saturation_timing(truth, p.ramp["GROUPDQ"], p.ramp["PIXELDQ"])
+    print("saturation:", describe(sat))
+    assert sat["n_saturated"] >= 500, describe(sat)  # the spots saturate in every group
+    assert sat["missed"] == 0, describe(sat)
+    assert sat["early"] == 0, describe(sat)
+    assert sat["not_kept"] == 0, describe(sat)
+    # The rate product says which pixels saturated in some integration.
+    ever = (p.ramp["GROUPDQ"] & dq.SATURATED).any(axis=(0, 1))
+    np.testing.assert_array_equal((p.rate["DQ"] & dq.SATURATED) != 0, ever)
+
+
+def test_signal_bands_cover_read_noise_to_poisson(rapid_variance):
+    """The scene really spans the regimes the figures are reported for (a guard on the scene)."""
+    truth, _ = rapid_variance
+    signal = truth["rate"] * float(truth["t_int"])
+    for lo, hi in SIGNAL_BANDS:
+        assert ((signal >= lo) & (signal < hi)).sum() > 2000, (lo, hi)
