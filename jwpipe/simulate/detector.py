@@ -3,7 +3,9 @@
 :func:`load_detector` selects the references of an exposure in a local CRDS cache (or takes them
 from ``references={reftype: path}``) and turns them into the arrays the simulation needs, cut to the
 exposure's subarray. The simulated detector is therefore exactly the one the pipeline calibrates
-with: the dark reference's slope is the dark current, the linearity polynomial is inverted, the
+with: the dark reference's slope is the dark current, the linearity polynomial is inverted (for
+MIRI, which has no superbias step, about the pedestal it is applied to: see
+:func:`ramp_coefficients`), the
 saturation threshold sits at :data:`~jwpipe.simulate.refs.SAT_FRACTION` of the hard well above the
 superbias, the IPC reference's deconvolution kernel is inverted to first order, and the flat divided
 by the pixel-area map is the quantum efficiency.
@@ -33,7 +35,8 @@ from . import refs as R
 from .crdsmaps import RmapSpec, read_context
 
 __all__ = ["Timing", "DetectorModel", "load_detector", "CosmicRays", "make_cosmic_rays",
-           "simulate_integration", "IntegrationResult", "reference_params"]
+           "simulate_integration", "IntegrationResult", "reference_params", "ramp_coefficients",
+           "linearized_pedestal", "shift_polynomial"]
 
 #: Mean charge per read interval (electrons) below which Poisson draws are exact; above it a
 #: rounded Gaussian of the same mean and variance (skewness < 0.1) is used.
@@ -127,6 +130,8 @@ class DetectorModel:
     trapdensity: np.ndarray | None = None
     trap_tau: float = 300.0
     references: dict = field(default_factory=dict)
+    ipc_kernel: np.ndarray | None = None  # the IPC reference's (deconvolution) kernel, 2-D
+    _ramp_coeffs: dict = field(default_factory=dict, repr=False)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -298,11 +303,12 @@ def load_detector(params: dict, det: I.Detector, sub: I.Subarray, flt: I.Filter 
     dark.check_linear(dark_rate, tframe)
 
     ipc_m = open_("ipc")
-    ipc_forward = None
+    ipc_forward = ipc_kernel = None
     if ipc_m is not None:
         k = np.asarray(ipc_m.data, np.float32)
         if k.ndim == 2 and k.shape[0] % 2 == 1 and k.shape[1] % 2 == 1:
             ipc_forward = inverse_kernel(k)
+            ipc_kernel = k
 
     flat_m = open_("flat")
     area_m = open_("area")
@@ -387,7 +393,8 @@ def load_detector(params: dict, det: I.Detector, sub: I.Subarray, flt: I.Filter 
         coeffs=coeffs, dark_rate=dark_rate, dark_frames=dark, ipc_forward=ipc_forward, qe=qe,
         area=area, refpix=refpix, mask_dq=mask_dq, photmjsr=photmjsr, pixar_sr=pixar_sr,
         distortion=distortion, reset=reset, rscd_skip=rscd_skip, trapdensity=trapdensity,
-        trap_tau=trap_tau, references={k: str(v) for k, v in refs.items()})
+        trap_tau=trap_tau, references={k: str(v) for k, v in refs.items()},
+        ipc_kernel=ipc_kernel)
 
 
 def inverse_kernel(k: np.ndarray) -> np.ndarray:
@@ -613,6 +620,66 @@ def correlated_offsets(rng, model: DetectorModel, ngroups: int, enabled: bool):
     return chan, np.ascontiguousarray(chan_off), slow, slow_off
 
 
+def linearized_pedestal(model: DetectorModel, *, ipc: bool = True) -> np.ndarray | None:
+    """MIRI: the raw level without signal as the pipeline's linearity step sees it; else None.
+
+    MIRI has no superbias step, so the linearity polynomial is applied to raw DN that still hold
+    the pedestal (``bias``), after the IPC step's deconvolution (the reference kernel; reference
+    pixels count as zero, zero outside the array, as in ``jwpipe.steps.ipc``). Float64.
+    """
+    if not model.det.is_miri:
+        return None
+    b = np.asarray(model.bias, np.float64)
+    if ipc and model.ipc_kernel is not None and model.ipc_forward is not None:
+        from scipy.signal import convolve2d
+
+        src = np.where(model.refpix, 0.0, b)
+        out = convolve2d(src, np.asarray(model.ipc_kernel, np.float64), mode="same")
+        b = np.where(model.refpix, b, out)
+    return b
+
+
+def shift_polynomial(coeffs: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """Coefficients of ``Q(s) = P(origin + s) - P(origin)`` for ``P`` = ``coeffs`` (lowest order
+    first, (ncoeffs, ny, nx)); float64 (Taylor expansion at ``origin``, exact for polynomials).
+    NaN coefficients stay NaN."""
+    from math import comb
+
+    c = np.asarray(coeffs, np.float64)
+    n = c.shape[0]
+    a = np.asarray(origin, np.float64)
+    out = np.zeros_like(c)
+    for k in range(1, n):
+        acc = np.zeros_like(a)
+        for j in range(n - 1, k - 1, -1):  # sum_j c_j C(j, k) a^(j-k), Horner in a
+            acc = acc * a + c[j] * comb(j, k)
+        out[k] = acc
+    out[0] = np.where(np.isnan(c).any(axis=0), np.nan, 0.0)
+    return out
+
+
+def ramp_coefficients(model: DetectorModel, *, ipc: bool = True) -> np.ndarray:
+    """The polynomial the ramp kernel inverts on the signal ``S`` above the bias (float32).
+
+    Near-IR: the linearity reference's own coefficients (the superbias is subtracted before the
+    linearity step, so it sees ``S``). MIRI: the pipeline linearises the raw value ``p + S``
+    (``p`` = :func:`linearized_pedestal`), so the detector must satisfy ``P(p + S) - P(p) = L``
+    (the linear signal): the reference polynomial re-expanded about ``p``. The linearised ramp
+    then grows by exactly ``L`` from its zero-signal level ``P(p)``.
+    """
+    key = bool(ipc)
+    cached = model._ramp_coeffs.get(key)
+    if cached is not None:
+        return cached
+    ped = linearized_pedestal(model, ipc=ipc)
+    if ped is None:
+        c = model.coeffs
+    else:
+        c = np.ascontiguousarray(shift_polynomial(model.coeffs, ped), np.float32)
+    model._ramp_coeffs[key] = c
+    return c
+
+
 def simulate_integration(model: DetectorModel, timing: Timing, rate: np.ndarray, *,
                          index: int, seed: int, crs: CosmicRays | None = None,
                          offsets: np.ndarray | None = None, noise: bool = True,
@@ -644,7 +711,7 @@ def simulate_integration(model: DetectorModel, timing: Timing, rate: np.ndarray,
     rate_e = np.ascontiguousarray(((np.asarray(rate, np.float32) + model.dark_rate) * model.gain),
                                   np.float32)
     rate_e[model.refpix] = 0.0
-    coeffs = model.coeffs if nonlinearity else None
+    coeffs = ramp_coefficients(model, ipc=ipc) if nonlinearity else None
     well = model.well if saturation else None
     if crs is not None and len(crs):
         rowptr, col, read, amp = crs.csr((ny, nx))

@@ -57,13 +57,17 @@ integrations *of that file* (a segment holds some of the exposure's integrations
         ``xstart``, ``ystart`` (1-based subarray corner), ``photmjsr``, ``pixar_sr``,
         ``persistence_tau`` (s), ``seed``, ``truth_version``.
 
-    Noiseless identity (``noise=False``, no cosmic rays, MIRI effects off): with ``L`` the linear
-    signal recovered from the raw data by subtracting ``bias``, deconvolving IPC (with the
-    reference kernel) and applying the linearity polynomial, ``L[g] == (rate + dark_rate) *
-    group_times[g]`` in every unsaturated pixel (to the uint16 rounding and the second-order
-    IPC inverse, ~1e-5 relative). The dark reference holds ``dark_rate * frame * tframe``
-    (group 0 subtracted), so after dark subtraction ``L[g] - dark[g] == rate * group_times[g] +
-    dark_rate * tframe``.
+    Noiseless identity (``noise=False``, no cosmic rays, MIRI effects off), non-linearity and IPC
+    on, with ``D`` the IPC deconvolution with the reference kernel (reference pixels count as
+    zero, as in the ipc step) and ``P`` the linearity polynomial: the linear signal as the
+    pipeline recovers it is, near-IR (superbias subtracted before linearity), ``L = P(D(raw -
+    bias))``; MIRI (no superbias step: the linearity step applies ``P`` to raw DN that include
+    the pedestal), ``L = P(D(raw)) - P(D(bias))``. Then ``L[g] - dark[g] == rate *
+    group_times[g] + dark_rate * tframe`` in every unsaturated pixel (to the uint16 rounding and
+    the second-order IPC inverse, ~1e-5 relative), ``dark`` being the dark reference's planes
+    (``dark_rate * frame * tframe``, group 0 subtracted; MIRI: with its first-integration
+    transient in the first integration), so a pipeline's dark-subtracted, linearised slope is
+    ``rate``.
 
     MIRI raw data also carry, outside ``rate``: the RESET reference added to the first groups of
     each integration (its last plane set for integrations after the second), an RSCD-like
