@@ -50,7 +50,8 @@ FLAGS: tuple[tuple[int, str, str], ...] = (
 )
 
 #: Names of the flags a uint8 GROUPDQ array may hold.
-GROUP_FLAGS: tuple[str, ...] = tuple(name for bit, name, _ in FLAGS if bit < 8 and name != "OUTLIER")
+GROUP_FLAGS: tuple[str, ...] = tuple(
+    name for bit, name, _ in FLAGS if bit < 8 and name != "OUTLIER")
 
 DQ = IntFlag("DQ", {name: 1 << bit for bit, name, _ in FLAGS})
 DQ.__doc__ = "JWST data-quality flags as an IntFlag (``DQ.SATURATED == 2``)."

@@ -97,7 +97,8 @@ class Progress:
         self._last = now
         frac = self.done / self.total
         eta = (now - self._start) * (1 - frac) / frac if frac > 0 else 0.0
-        self.stream.write(f"\r  {self.done}/{self.total} {self.label} ({frac:5.1%}, ~{eta:.0f} s left)")
+        self.stream.write(
+            f"\r  {self.done}/{self.total} {self.label} ({frac:5.1%}, ~{eta:.0f} s left)")
         self.stream.flush()
 
     def close(self) -> None:

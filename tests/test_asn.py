@@ -9,8 +9,8 @@ from jwpipe.errors import InputFileError
 
 
 def test_round_trip(tmp_path):
-    product = asn.Product("jw01234-o001_t001_nircam_f200w",
-                          [asn.Member("a_cal.fits", "science"), asn.Member("b_cal.fits", "science")])
+    members = [asn.Member("a_cal.fits", "science"), asn.Member("b_cal.fits", "science")]
+    product = asn.Product("jw01234-o001_t001_nircam_f200w", members)
     table = asn.Association("image3", "o001", [product], "jw01234_pool")
     path = asn.write_asn(table, tmp_path / "x_asn.json")
     again = asn.load_asn(path)

@@ -6,10 +6,9 @@ import shutil
 
 import pytest
 from astropy.io import fits
+from conftest import sha256
 
 from jwpipe.cli import main
-
-from conftest import sha256
 
 
 def _oracle_args(case, out, replace=None):

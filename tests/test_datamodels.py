@@ -7,12 +7,11 @@ import io
 import numpy as np
 import pytest
 from astropy.io import fits
+from conftest import sha256
 
 import jwpipe.datamodels as dm
 from jwpipe.datamodels import keywords
 from jwpipe.errors import DataShapeError, NotFitsError, ProductTypeError
-
-from conftest import sha256
 
 
 def test_open_oracle_uncal_lazily(nircam_oracle):

@@ -50,9 +50,10 @@ def _coerce(value, target: type):
     try:
         if target is bool:
             return bool(value)
-        if target is int and isinstance(value, (int, np.integer, float)) and float(value).is_integer():
+        number = isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
+        if target is int and number and float(value).is_integer():
             return int(value)
-        if target is float and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        if target is float and number:
             return float(value)
         if target is str:
             return str(value)
@@ -308,7 +309,7 @@ class DataModel:
     def _header_cards(self, hdu: str) -> list[fits.Card]:
         cards = []
         flat = {}
-        for path, keyword, where, typ in kw.KEYWORDS:
+        for path, keyword, where, _ in kw.KEYWORDS:
             if where != hdu:
                 continue
             value = self.meta.get(path)
