@@ -55,11 +55,30 @@ def build_parser() -> argparse.ArgumentParser:
                         help="local CRDS cache (default: $CRDS_PATH)")
     parser.add_argument("--jobs", type=int, default=1, help="inputs processed in parallel")
     parser.add_argument("--threads", type=int, default=None,
-                        help="threads per compiled kernel (default: $JWPIPE_THREADS or 1)")
+                        help="threads per compiled kernel (default: $JWPIPE_THREADS, else every "
+                             "usable core shared among the --jobs; results do not depend on it)")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     parser.add_argument("-q", "--quiet", action="store_true", help="log warnings only")
     return parser
+
+
+def default_threads(jobs: int = 1) -> int:
+    """Kernel threads when ``--threads`` is not given: ``$JWPIPE_THREADS``, else the cores this
+    process may use divided among the ``jobs`` inputs processed in parallel."""
+    import os
+
+    env = os.environ.get("JWPIPE_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ConfigError(f"JWPIPE_THREADS={env!r} is not a number of threads") from None
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(1, jobs))
 
 
 def _parse_step_options(extra: list[str]) -> dict:
@@ -129,13 +148,16 @@ def main(argv: list[str] | None = None) -> int:
         options = {"output_dir": args.output_dir, "save_results": True}
         if args.save_calibrated_ramp:
             options["save_calibrated_ramp"] = True
+        if args.threads is not None and args.threads < 1:
+            raise ConfigError(f"--threads {args.threads}: give a positive number of threads")
+        threads = args.threads or default_threads(min(args.jobs, len(args.inputs)))
         spec = dict(cfg=args.pipeline, steps=steps, overrides=overrides,
-                    crds_path=args.crds_path, threads=args.threads, options=options)
+                    crds_path=args.crds_path, threads=threads, options=options)
         # Build once up front so configuration mistakes fail before any work starts.
         from .driver import build_pipeline, require_implemented
 
         require_implemented(build_pipeline(args.pipeline, steps=steps, overrides=overrides,
-                                           crds_path=args.crds_path, threads=args.threads,
+                                           crds_path=args.crds_path, threads=threads,
                                            **options))
         failures = 0
         for item, result in zip(args.inputs, run_many_cli(spec, args.inputs, args.jobs), strict=True):

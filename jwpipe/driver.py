@@ -38,7 +38,9 @@ from .datamodels import DataModel, Level1bModel, RampModel
 from .errors import ConfigError, InputFileError, ProductTypeError, StepNotImplementedError
 from .logs import Progress, get_logger, peak_rss_mb, timed
 from .steps import KNOWN_STEPS, get_step_class
-from .steps.base import NOT_APPLICABLE, RampBlock, RampStep, output_name, parse_value
+from .steps.base import (
+    NOT_APPLICABLE, RampBlock, RampStep, env_threads, output_name, parse_value,
+)
 
 __all__ = ["PIPELINE_ALIASES", "PipelineConfig", "find_config", "load_config", "build_pipeline",
            "execute", "run", "config_dir"]
@@ -290,6 +292,7 @@ def run_ramp_chain(pipeline, init):
 
     Returns the rate product (``ImageModel``) for Detector1, the corrected ramp for Dark.
     """
+    from .datamodels.spill import allocate, release_pages
     from .pipelines.ramp_io import block_size_for, read_block
 
     raw = _open_raw(init)
@@ -329,9 +332,11 @@ def run_ramp_chain(pipeline, init):
                                 spill_dir=pipeline.params.output_dir)
     keep_ramp = pipeline.flow == "ramp" and (
         getattr(pipeline.params, "save_calibrated_ramp", False) or fitter is None)
-    if keep_ramp:
-        product.data = np.empty((nints, ngroups, ny, nx), np.float32)
-        product.groupdq = np.empty((nints, ngroups, ny, nx), np.uint8)
+    if keep_ramp:  # the whole corrected ramp is a product: long exposures spill to disk
+        product.data = allocate((nints, ngroups, ny, nx), np.float32,
+                                spill_dir=pipeline.params.output_dir)
+        product.groupdq = allocate((nints, ngroups, ny, nx), np.uint8,
+                                   spill_dir=pipeline.params.output_dir)
 
     whole = any(step.needs_all_integrations for step, _ in active)
     per_block = nints if whole else (pipeline.params.integrations_per_block
@@ -345,17 +350,21 @@ def run_ramp_chain(pipeline, init):
             zero = None
             if raw.has("zeroframe"):
                 zero = np.asarray(raw.lazy("zeroframe")[start:stop], dtype=np.float32)
-            data = read_block(raw, start, stop) if isinstance(raw, Level1bModel) else \
-                np.array(raw.data[start:stop], np.float32)
-            groupdq = np.zeros(data.shape, np.uint8) if isinstance(raw, Level1bModel) else \
-                np.array(raw.groupdq[start:stop], np.uint8)
+            data = read_block(raw, start, stop, nthreads=pipeline.threads or env_threads())
+            groupdq = read_block(raw, start, stop, "groupdq", np.uint8) if (
+                not isinstance(raw, Level1bModel) and raw.has("groupdq")) else \
+                np.zeros(data.shape, np.uint8)
             if not isinstance(raw, Level1bModel) and start == 0:
                 pixeldq |= raw.pixeldq
             block = RampBlock(data, groupdq, pixeldq, start, nints, product.meta, zero)
-            for step, state in active:
+            last = stop == nints
+            for index, (step, state) in enumerate(active):
                 t0 = time.perf_counter()
                 step.process_block(block, state)
+                if last:  # later steps and ramp fitting run without this step's references
+                    active[index] = (step, step.release(state))
                 step_seconds[step.name] += time.perf_counter() - t0
+            state = None
             if keep_ramp:
                 product.data[start:stop] = block.data
                 product.groupdq[start:stop] = block.groupdq
@@ -363,7 +372,11 @@ def run_ramp_chain(pipeline, init):
                 t0 = time.perf_counter()
                 fitter.add_block(block)
                 fit_seconds += time.perf_counter() - t0
+            release_pages()  # spilled _rateints/_ramp pages this block wrote leave our memory
             progress.update(stop - start)
+            # Drop this block before reading the next one (and before the fit's finish and the
+            # writes), so at most one block is ever resident.
+            block = data = groupdq = zero = None
     product.pixeldq = pixeldq
     for step, state in active:
         step.finish(product, state)
@@ -384,9 +397,14 @@ def run_ramp_chain(pipeline, init):
     if getattr(pipeline.params, "save_calibrated_ramp", False) and save:
         path = product.save(output_name(source, "ramp", out_dir))
         log.info("wrote %s", path)
+    if keep_ramp:  # written (or not asked for): the products below do not need the ramp
+        product.data = product.groupdq = None
     t0 = time.perf_counter()
     rate, rateints = fitter.finish()
     fit_seconds += time.perf_counter() - t0
+    fitter = None  # its accumulators are not needed for the products
+    if nints <= 1:
+        rateints = None  # one integration: no _rateints product, nothing to calibrate
     log.info("step %-20s %7.2f s", "ramp_fit", fit_seconds)
     for alias in post_aliases[1:]:
         step = pipeline.steps[alias]

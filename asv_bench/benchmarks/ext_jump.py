@@ -109,3 +109,11 @@ class JumpTSO:
 
     def peakmem_detect_stream(self, nthreads):
         self._run(nthreads)
+
+
+if __name__ == "__main__":  # python asv_bench/benchmarks/<this file>.py: a quick table, no asv
+    import sys
+
+    from _common import run_as_script
+
+    sys.exit(run_as_script(globals()))

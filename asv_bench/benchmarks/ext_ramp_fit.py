@@ -83,3 +83,11 @@ class RampFitTSO:
 
     def peakmem_fit_stream(self, nthreads):
         self._run(nthreads)
+
+
+if __name__ == "__main__":  # python asv_bench/benchmarks/<this file>.py: a quick table, no asv
+    import sys
+
+    from _common import run_as_script
+
+    sys.exit(run_as_script(globals()))

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ._common import full_frame_uncal
+try:
+    from ._common import full_frame_uncal
+except ImportError:  # run as a script
+    from _common import full_frame_uncal
 
 
 class ReadRawRamp:
@@ -55,3 +58,11 @@ class WriteRamp:
 
     def peakmem_write_ramp(self):
         self.model.save(Path(self.tmp.name) / "bench_ramp.fits")
+
+
+if __name__ == "__main__":  # python asv_bench/benchmarks/<this file>.py: a quick table, no asv
+    import sys
+
+    from _common import run_as_script
+
+    sys.exit(run_as_script(globals()))

@@ -11,7 +11,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ._common import CACHE
+try:
+    from ._common import CACHE
+except ImportError:  # run as a script
+    from _common import CACHE
 
 _REFTYPES = ("mask", "saturation", "superbias", "linearity", "dark", "gain", "readnoise", "ipc",
              "flat", "area", "photom", "distortion")
@@ -111,3 +114,11 @@ class RampKernel:
         _simulate.sim_ramp(self.rate, self.gain, self.coeffs, self.well, None, self.dt,
                            self.group, self.weight, None, None, None, None, self.out, None, 1, 1,
                            False, 100.0, 2)
+
+
+if __name__ == "__main__":  # python asv_bench/benchmarks/<this file>.py: a quick table, no asv
+    import sys
+
+    from _common import run_as_script
+
+    sys.exit(run_as_script(globals()))

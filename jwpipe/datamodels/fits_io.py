@@ -9,6 +9,7 @@ renamed over the target only when complete: a failed write leaves nothing behind
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import tempfile
 from contextlib import contextmanager
@@ -17,12 +18,17 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
+from .._ext import _convert
 from ..errors import InputFileError, NotFitsError
+from .spill import release_pages
 
 __all__ = ["LazyArray", "open_hdulist", "FitsAssembler", "atomic_path", "BLOCK"]
 
 BLOCK = 2880
-_CHUNK_BYTES = 64 * 1024 * 1024
+#: Largest piece converted at once when writing, and read at once when converting on read: small
+#: enough to stay in cache-friendly sizes, large enough that per-call costs do not matter.
+_CHUNK_BYTES = 4 * 1024 * 1024
+_READ_CHUNK = 4 * 1024 * 1024
 
 # Stored FITS representation of each numpy dtype: (BITPIX, storage dtype, BZERO).
 _STORAGE = {
@@ -119,9 +125,154 @@ class LazyArray:
             return out
         return raw.astype(dtype or self.dtype)
 
-    def read(self, key=slice(None), dtype=None) -> np.ndarray:
-        """Read ``self[key]`` converted to ``dtype`` (default: the physical dtype)."""
-        return self.convert(self._memmap()[key], dtype)
+    def read_stored(self, key=slice(None), out=None) -> np.ndarray:
+        """``self[key]`` as stored in the file (big-endian, before BZERO/BSCALE), for kernels
+        that convert while they compute. ``out`` as in :meth:`read`."""
+        plan = self._plan(key)
+        if plan is None:
+            result = np.array(self._memmap()[key], dtype=self.stored)
+        else:
+            result = self._read_planned(plan, self.stored, out, convert=False)
+        if out is not None and result is not out:
+            if out.shape != result.shape:
+                raise ValueError(f"out has shape {out.shape}; the read gives {result.shape}")
+            np.copyto(out, result)
+            return out
+        return result
+
+    def read(self, key=slice(None), dtype=None, out=None, nthreads: int = 1) -> np.ndarray:
+        """Read ``self[key]`` converted to ``dtype`` (default: the physical dtype).
+
+        Integer and unit-step slice keys (the block reads of the pipeline, subarray cuts of
+        references) are read with positional file reads straight into a new array (or ``out``,
+        an array of the result's shape and dtype, reused to save fresh memory) and converted in
+        place chunk by chunk: no memory map stays resident, and no full-size big-endian copy is
+        made. Other keys go through the memory map. ``nthreads`` threads convert raw 16-bit
+        ramps to float32.
+        """
+        plan = self._plan(key)
+        dtype = np.dtype(dtype or self.dtype)
+        if plan is None:
+            result = self.convert(self._memmap()[key], dtype)
+        else:
+            result = self._read_planned(plan, dtype, out, nthreads=nthreads)
+        if out is not None and result is not out:
+            if out.shape != result.shape:
+                raise ValueError(f"out has shape {out.shape}; the read gives {result.shape}")
+            np.copyto(out, result, casting="unsafe")
+            return out
+        return result
+
+    # -- positional reads ------------------------------------------------------------------------
+    def _plan(self, key):
+        """(ranges per axis, axes kept) for a key of ints/unit slices/one Ellipsis, else None."""
+        if self.size == 0 or (self.bzero not in (None, 0) and self._unsigned is None) \
+                or self.bscale not in (None, 1):
+            return None  # scaled data: the general path
+        key = key if isinstance(key, tuple) else (key,)
+        ndim = len(self.shape)
+        if any(k is Ellipsis for k in key):
+            if sum(1 for k in key if k is Ellipsis) > 1:
+                return None
+            at = next(i for i, k in enumerate(key) if k is Ellipsis)
+            key = key[:at] + (slice(None),) * (ndim - len(key) + 1) + key[at + 1:]
+        if len(key) > ndim:
+            return None
+        key = key + (slice(None),) * (ndim - len(key))
+        ranges, keep = [], []
+        for k, n in zip(key, self.shape, strict=True):
+            if isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_)):
+                i = int(k) + (n if int(k) < 0 else 0)
+                if not 0 <= i < n:
+                    raise IndexError(f"index {int(k)} is out of bounds for axis with size {n}")
+                ranges.append((i, i + 1))
+                keep.append(False)
+            elif isinstance(k, slice):
+                start, stop, step = k.indices(n)
+                if step != 1:
+                    return None
+                ranges.append((start, max(start, stop)))
+                keep.append(True)
+            else:
+                return None
+        return ranges, keep
+
+    def _read_planned(self, plan, dtype: np.dtype, into=None, *, convert: bool = True,
+                      nthreads: int = 1) -> np.ndarray:
+        ranges, keep = plan
+        shape = self.shape
+        # Read whole rows (the last axis in full) and cut columns afterwards: one read per row
+        # band instead of one per row.
+        cut = ranges[-1]
+        read_ranges = list(ranges)
+        if cut != (0, shape[-1]):
+            read_ranges[-1] = (0, shape[-1])
+        out_shape = tuple(b - a for a, b in read_ranges)
+        # Axes from `first` on are read as one contiguous run per index of the axes before it.
+        first = len(shape) - 1
+        while first > 0 and read_ranges[first] == (0, shape[first]):
+            first -= 1
+        run_elems = int(np.prod(out_shape[first:], dtype=np.int64))
+        outer = [range(a, b) for a, b in read_ranges[:first]]
+        strides = [int(np.prod(shape[i + 1:], dtype=np.int64)) for i in range(len(shape))]
+        widened = cut != read_ranges[-1]
+        final_shape = tuple(b - a for (a, b), k in zip(ranges, keep, strict=True) if k)
+        if (into is not None and not widened and into.dtype == dtype and into.flags.c_contiguous
+                and into.shape == final_shape):
+            out = into.reshape(out_shape)  # a view: the read fills ``into``
+        else:
+            into = None
+            out = np.empty(out_shape, dtype)
+        if out.size:
+            flat = out.reshape(-1)
+            itemsize = self.stored.itemsize
+            direct = not convert or dtype == self._native_stored()
+            buffer = None if direct else np.empty(
+                min(run_elems, max(1, _READ_CHUNK // itemsize)), self.stored)
+            fused = (not direct and self.stored == np.dtype(">i2") and self._unsigned is not None
+                     and dtype == np.float32)
+            with open(self.path, "rb", buffering=0) as fh:
+                for n, index in enumerate(itertools.product(*outer)):
+                    elem = sum(i * strides[a] for a, i in enumerate(index))
+                    elem += read_ranges[first][0] * strides[first]
+                    start = n * run_elems
+                    if direct:
+                        target = flat[start:start + run_elems]
+                        _read_into(fh, self.offset + elem * itemsize, target.view(np.uint8))
+                        if convert:
+                            self._to_native(target.view(self.stored))
+                        continue
+                    for lo in range(0, run_elems, buffer.size):
+                        m = min(buffer.size, run_elems - lo)
+                        chunk = buffer[:m]
+                        _read_into(fh, self.offset + (elem + lo) * itemsize, chunk.view(np.uint8))
+                        dest = flat[start + lo:start + lo + m]
+                        if fused:  # raw ramps: one compiled pass (swap, unsign, widen)
+                            _convert.be_u16_to_f32(chunk.view(np.uint16), dest, nthreads)
+                        else:
+                            np.copyto(dest, self._to_native(chunk), casting="unsafe")
+        if into is not None:
+            return into
+        if widened:
+            out = np.ascontiguousarray(out[..., cut[0]:cut[1]])
+        return out.reshape(final_shape)
+
+    def _native_stored(self) -> np.dtype:
+        """The dtype a stored buffer has after :meth:`_to_native` (before any cast)."""
+        return self._unsigned if self._unsigned is not None else self.stored.newbyteorder("=")
+
+    def _to_native(self, stored: np.ndarray) -> np.ndarray:
+        """Turn a freshly read buffer of stored values into physical values, in place."""
+        if stored.dtype.itemsize > 1 and not stored.dtype.isnative:
+            stored = stored.byteswap(inplace=True).view(stored.dtype.newbyteorder("="))
+        else:
+            stored = stored.view(stored.dtype.newbyteorder("="))
+        if self._unsigned is not None:
+            unsigned = stored.view(self._unsigned)
+            np.bitwise_xor(unsigned, self._unsigned.type(1 << (8 * self._unsigned.itemsize - 1)),
+                           out=unsigned)
+            return unsigned
+        return stored
 
     def __getitem__(self, key) -> np.ndarray:
         return self.read(key)
@@ -139,6 +290,18 @@ class LazyArray:
         state = self.__dict__.copy()
         state["_mm"] = None
         return state
+
+
+def _read_into(fh, offset: int, target: np.ndarray) -> None:
+    """Fill the uint8 array ``target`` with bytes at ``offset`` of the unbuffered file ``fh``."""
+    view = memoryview(target)
+    fh.seek(offset)
+    done = 0
+    while done < len(view):
+        n = fh.readinto(view[done:])
+        if not n:
+            raise InputFileError(f"{fh.name}: unexpected end of file at byte {offset + done}")
+        done += n
 
 
 def open_hdulist(path) -> fits.HDUList:
@@ -262,10 +425,54 @@ class FitsAssembler:
                     chunk = source.read(slice(start, start + step), dtype)
                 else:
                     chunk = source[start:start + step]
-                stored = _to_storage(chunk, dtype)
-                self.fh.write(np.ascontiguousarray(stored).tobytes())
-                total += stored.nbytes
+                total += self._write_array(chunk, dtype)
+                release_pages(chunk)  # a spilled (memory-mapped) source: drop what was read
         self.fh.write(b"\0" * _pad(total))
+        self.count += 1
+
+    def _write_array(self, chunk, dtype: np.dtype) -> int:
+        """Write one chunk in its stored representation, converting a few MB at a time."""
+        chunk = np.asarray(chunk)
+        flat = chunk.reshape(-1)  # a view when contiguous (the usual case), else one copy
+        piece = max(1, _CHUNK_BYTES // dtype.itemsize)
+        _, stored_dtype, bzero = _STORAGE[dtype]
+        if bzero is None and dtype.itemsize > 1 and flat.dtype == dtype:
+            # Plain types: byte-swap into one reused buffer (no allocation per piece).
+            buffer = np.empty(min(piece, flat.size), stored_dtype)
+            for lo in range(0, flat.size, piece):
+                part = buffer[:min(piece, flat.size - lo)]
+                np.copyto(part, flat[lo:lo + part.size])
+                self.fh.write(part.view(np.uint8))
+            return flat.size * dtype.itemsize
+        for lo in range(0, flat.size, piece):
+            stored = _to_storage(flat[lo:lo + piece], dtype)
+            self.fh.write(np.ascontiguousarray(stored).view(np.uint8))
+        return flat.size * dtype.itemsize
+
+    def bytes_table(self, extname: str, column: str, payload: bytes) -> None:
+        """Write a one-row binary table holding ``payload`` in a single ``{n}B`` column.
+
+        This is the layout of the JWST ``ASDF`` extension (column ``ASDF_METADATA``), byte for
+        byte what astropy writes for it, without astropy's table machinery: building a
+        ``BinTableHDU`` imports ``astropy.table`` (and through its I/O registry ``asdf``),
+        about 0.12 s of every process that writes a product.
+        """
+        n = len(payload)
+        header = fits.Header()
+        header["XTENSION"] = ("BINTABLE", "binary table extension")
+        header["BITPIX"] = (8, "array data type")
+        header["NAXIS"] = (2, "number of array dimensions")
+        header["NAXIS1"] = (n, "length of dimension 1")
+        header["NAXIS2"] = (1, "length of dimension 2")
+        header["PCOUNT"] = (0, "number of group parameters")
+        header["GCOUNT"] = (1, "number of groups")
+        header["TFIELDS"] = (1, "number of table fields")
+        header["TTYPE1"] = column
+        header["TFORM1"] = f"{n}B"
+        header["EXTNAME"] = (extname, "extension name")
+        self._write_header(header)
+        self.fh.write(payload)
+        self.fh.write(b"\0" * _pad(n))
         self.count += 1
 
     def hdu(self, hdu) -> None:

@@ -3,20 +3,88 @@
 A ``_rateints`` product of 10,000 integrations of a 256x2048 subarray holds 10 GB of arrays; it
 is filled one block of integrations at a time and written in chunks, so backing it with a
 temporary memory-mapped file keeps the process's own memory flat.
+
+Memory-mapped pages a process has touched count in its resident set until they are unmapped, so
+filling or reading a spilled array would still grow the peak memory with NINTS. The stage-1
+driver therefore calls :func:`release_pages` after each block, the FITS writer releases each
+chunk it has written, and element-wise operations on a whole spilled array (``np.bitwise_or(dq,
+pixeldq, out=dq)``) run chunk by chunk, releasing as they go. Released pages stay in the file
+(and the page cache); touching them again maps them back.
 """
 
 from __future__ import annotations
 
+import mmap
 import os
 import tempfile
 import weakref
 
 import numpy as np
 
-__all__ = ["allocate", "SPILL_BYTES"]
+__all__ = ["allocate", "SPILL_BYTES", "SpillArray", "release_pages"]
 
-#: Arrays larger than this are backed by a temporary file (override: JWPIPE_SPILL_MB).
-SPILL_BYTES = int(float(os.environ.get("JWPIPE_SPILL_MB", "512")) * 2**20)
+#: Arrays larger than this are backed by a temporary file (override: JWPIPE_SPILL_MB). A
+#: ``_rateints`` product has five such arrays: at most about 5 x 64 MB of them stay in memory.
+SPILL_BYTES = int(float(os.environ.get("JWPIPE_SPILL_MB", "64")) * 2**20)
+
+#: Bytes of a spilled array an element-wise operation handles between two releases.
+_PASS_BYTES = 64 * 2**20
+
+_LIVE: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id -> array
+
+
+class SpillArray(np.memmap):
+    """A temporary-file-backed array (see :func:`allocate`).
+
+    Element-wise ufunc calls writing into a whole spilled array are done in slabs along the
+    first axis, each slab's pages released once done; results are identical to one call.
+    """
+
+    def __array_ufunc__(self, ufunc, method, *inputs, out=None, **kwargs):
+        outs = out if isinstance(out, tuple) else ((out,) if out is not None else ())
+        plain_in = tuple(_plain(x) for x in inputs)
+        plain_out = tuple(_plain(x) for x in outs)
+        if _chunkable(ufunc, method, inputs, outs, kwargs):
+            target = outs[0]
+            rows = max(1, _PASS_BYTES // max(1, target[0].nbytes if target.shape[0] else 1))
+            for lo in range(0, target.shape[0], rows):
+                hi = min(target.shape[0], lo + rows)
+                args = tuple(x[lo:hi] if _same_shape(x, target) else x for x in plain_in)
+                ufunc(*args, out=plain_out[0][lo:hi], **kwargs)
+                release_pages(target[lo:hi])
+                for x in inputs:
+                    if isinstance(x, np.ndarray) and x is not target and _same_shape(x, target):
+                        release_pages(x[lo:hi])
+            return target
+        if plain_out:
+            kwargs["out"] = plain_out
+        result = getattr(ufunc, method)(*plain_in, **kwargs)
+        if outs:
+            return outs[0] if len(outs) == 1 else outs
+        return result
+
+
+def _plain(x):
+    return x.view(np.ndarray) if isinstance(x, np.ndarray) else x
+
+
+def _same_shape(x, target) -> bool:
+    return isinstance(x, np.ndarray) and x.shape == target.shape
+
+
+def _chunkable(ufunc, method, inputs, outs, kwargs) -> bool:
+    if method != "__call__" or len(outs) != 1 or ufunc.nout != 1 or "where" in kwargs:
+        return False
+    target = outs[0]
+    if not isinstance(target, SpillArray) or target.ndim == 0 or not target.flags.c_contiguous:
+        return False
+    for x in inputs:
+        if isinstance(x, np.ndarray):
+            if x.shape != target.shape and x.ndim >= target.ndim:
+                return False  # broadcasting along the first axis: not sliceable by slabs
+        elif not np.isscalar(x):
+            return False
+    return True
 
 
 def allocate(shape, dtype, fill=None, spill_dir=None) -> np.ndarray:
@@ -36,14 +104,71 @@ def allocate(shape, dtype, fill=None, spill_dir=None) -> np.ndarray:
     nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if nbytes <= SPILL_BYTES:
         return np.empty(shape, dtype) if fill is None else np.full(shape, fill, dtype)
+    if spill_dir is not None:
+        os.makedirs(spill_dir, exist_ok=True)  # the products' folder, made before they are
     fd, path = tempfile.mkstemp(prefix="jwpipe-spill-", suffix=".dat", dir=spill_dir)
     os.close(fd)
-    array = np.memmap(path, dtype=dtype, mode="w+", shape=tuple(shape))
+    array = SpillArray(path, dtype=dtype, mode="w+", shape=tuple(shape))
     # Unlinking now would work on Linux, but not on Windows; remove when the map goes away.
     weakref.finalize(array, _remove, path)
+    _LIVE[id(array)] = array
     if fill not in (None, 0):
-        array[...] = fill
+        if array.ndim == 0:
+            array[...] = fill
+        rows = max(1, _PASS_BYTES // max(1, array[0].nbytes)) if array.ndim else 1
+        for lo in range(0, array.shape[0] if array.ndim else 0, rows):
+            array[lo:lo + rows] = fill
+            release_pages(array[lo:lo + rows])
     return array
+
+
+def release_pages(array=None) -> None:
+    """Unmap the pages of a spilled array (or of every live one) from this process.
+
+    The data stay in the file; only the process's resident memory shrinks. A no-op for arrays
+    that are not file-backed and on systems without ``madvise``.
+    """
+    if not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    targets = list(_LIVE.values()) if array is None else [array]
+    for target in targets:
+        owner = _memmap_of(target)
+        if owner is None or owner._mmap is None or getattr(owner._mmap, "closed", False):
+            continue
+        mm = owner._mmap
+        try:
+            base = np.frombuffer(mm, np.uint8).ctypes.data
+        except (TypeError, ValueError):  # closed or read-only maps
+            continue
+        if array is None:
+            lo, hi = 0, len(mm)
+        else:
+            low, high = _byte_bounds(target)
+            page = mmap.PAGESIZE
+            lo = max(0, (low - base) // page * page)
+            hi = min(len(mm), -(-(high - base) // page) * page)
+        if hi > lo:
+            try:
+                mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+            except (OSError, ValueError):
+                pass
+
+
+def _memmap_of(array):
+    obj = array
+    while obj is not None:
+        if isinstance(obj, np.memmap) and getattr(obj, "_mmap", None) is not None:
+            return obj
+        obj = getattr(obj, "base", None)
+    return None
+
+
+def _byte_bounds(array) -> tuple[int, int]:
+    try:
+        from numpy.lib.array_utils import byte_bounds
+    except ImportError:  # numpy < 2
+        byte_bounds = np.byte_bounds
+    return byte_bounds(array)
 
 
 def _remove(path: str) -> None:

@@ -63,16 +63,27 @@ def ramp_from_level1b(raw: Level1bModel) -> RampModel:
     return ramp
 
 
-def read_block(raw: Level1bModel, start: int, stop: int) -> np.ndarray:
-    """Integrations ``start:stop`` of a raw exposure as float32, (nb, ngroups, ny, nx)."""
-    source = raw.lazy("data")
+def read_block(raw, start: int, stop: int, name: str = "data", dtype=np.float32,
+               nthreads: int = 1) -> np.ndarray:
+    """Integrations ``start:stop`` of array ``name`` of a raw exposure or ramp, as a new array.
+
+    Only those integrations are read from a file-backed model (the model does not cache the
+    whole array), so streaming an exposure keeps one block in memory; the result is always the
+    caller's own copy (steps modify blocks in place).
+    """
+    source = raw.lazy(name)
     if hasattr(source, "read"):
-        return source.read(slice(start, stop), np.float32)
-    return np.asarray(source[start:stop], dtype=np.float32)
+        return source.read(slice(start, stop), dtype, nthreads=nthreads)
+    return np.array(source[start:stop], dtype=dtype)
 
 
-def block_size_for(shape, target_bytes: int = 256 * 2**20) -> int:
-    """Integrations per block so one block's float32 data stays near ``target_bytes``."""
+def block_size_for(shape, target_bytes: int = 64 * 2**20) -> int:
+    """Integrations per block so one block's float32 data + group DQ stays near ``target_bytes``.
+
+    Kernels get whole integrations either way (a block of a few integrations already gives
+    every thread millions of pixels), so small blocks cost no speed; they keep the peak memory
+    of a long time series close to that of a short one (one integration at least).
+    """
     nints, ngroups, ny, nx = shape
     per_int = ngroups * ny * nx * 5  # float32 data + uint8 group DQ
     return int(max(1, min(nints, target_bytes // max(per_int, 1))))

@@ -74,9 +74,9 @@ def ref_array(model, attr: str, sci_meta, *, name: str, dtype=np.float32, lead=(
     key = subarray_key(source.shape, model.meta, sci_meta, name=name)
     full = tuple(lead) + (Ellipsis,) + tuple(key[-2:])
     if hasattr(source, "read"):
-        out = source.read(full, np.dtype(dtype))
+        out = source.read(full, np.dtype(dtype))  # a new array
     else:
-        out = np.asarray(source)[full]
+        out = np.array(np.asarray(source)[full], dtype=dtype, order="C")  # never a view
     return np.ascontiguousarray(out, dtype=dtype)
 
 

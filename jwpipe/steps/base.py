@@ -338,6 +338,15 @@ class RampStep(Step):
     def process_block(self, block: RampBlock, state: Any) -> None:
         raise NotImplementedError
 
+    def release(self, state: Any) -> Any:
+        """Called once when the last block has passed this step; returns what ``finish`` needs.
+
+        The stage-1 driver keeps every active step's state until the end of the exposure;
+        steps holding large reference arrays return a state without them, so those arrays do
+        not stay resident while later steps (jump, ramp fitting) run. Default: keep all.
+        """
+        return state
+
     def finish(self, model: DataModel, state: Any) -> None:
         """Called once after the last block (record step metadata, close state)."""
 

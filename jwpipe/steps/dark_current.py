@@ -17,6 +17,7 @@ AVERAGE_DARK_CURRENT array if it is non-zero and of the right shape, else its AV
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from ..logs import get_logger
 from ._stage1_refs import dq_def_of, open_ref, or_into, ref_array, subarray_key
-from .base import RampBlock, RampStep, StepParams
+from .base import RampBlock, RampStep, StepParams, exposure_shape
 
 __all__ = ["dark_frames_needed", "average_dark_frames", "subtract_dark", "DarkCurrentStep"]
 
@@ -98,11 +99,80 @@ class DarkCurrentParams(StepParams):
     average_dark_current: float | None = None
 
 
+#: A frame-matched dark larger than this is not kept in memory: each block's dark groups are
+#: computed from the reference file as they are subtracted (override: JWPIPE_DARK_RESIDENT_MB).
+RESIDENT_BYTES = int(float(os.environ.get("JWPIPE_DARK_RESIDENT_MB", "64")) * 2**20)
+
+
+class _DarkFrames:
+    """Dark groups read from the reference on demand, one group at a time.
+
+    Group ``g`` of dark integration ``i`` is computed exactly as :func:`average_dark_frames`
+    computes it from the whole frame stack (the same frames, NaN set to 0, the same mean), so
+    results do not depend on whether the dark is resident.
+    """
+
+    def __init__(self, source, key, four_d: bool, nints: int, matched: bool, nframes: int,
+                 groupgap: int, nthreads: int = 1):
+        self.source, self.key, self.four_d, self.nints = source, key, four_d, nints
+        self.matched, self.nframes, self.groupgap = matched, nframes, groupgap
+        self.nthreads = nthreads
+        self._buffer = None
+        # Plain big-endian float32 frames (every real dark): read as stored and converted,
+        # averaged and subtracted in one compiled pass.
+        self.fused = (hasattr(source, "read_stored") and source.stored == np.dtype(">f4")
+                      and source.bzero in (None, 0) and source.bscale in (None, 1))
+
+    def _frames_key(self, dark_int: int, g: int):
+        start, count = (g, 1) if self.matched else (g * (self.nframes + self.groupgap),
+                                                    self.nframes)
+        lead = ((dark_int,) if self.four_d else ()) + (slice(start, start + count),)
+        shape = (count,) + tuple(b - a for a, b in (s.indices(n)[:2] for s, n in zip(
+            self.key[-2:], self.source.shape[-2:], strict=True)))
+        return lead + (Ellipsis,) + tuple(self.key[-2:]), shape
+
+    def group(self, dark_int: int, g: int) -> np.ndarray:
+        """Dark group ``g`` (of dark integration ``dark_int`` for 4-D darks), (ny, nx) float32."""
+        full, shape = self._frames_key(dark_int, g)
+        if self._buffer is None or self._buffer.shape != shape:
+            self._buffer = np.empty(shape, np.float32)
+        frames = self.source.read(full, np.float32, out=self._buffer)
+        frames[np.isnan(frames)] = 0.0
+        return frames[0] if shape[0] == 1 else frames.mean(axis=0)
+
+    def _subtract_group(self, planes: np.ndarray, dark_int: int, g: int) -> None:
+        """``planes -= dark group g``; planes (n, ny, nx) float32 views into the block."""
+        rows = planes.strides[2] == 4 and planes.strides[1] == 4 * planes.shape[2]
+        if not self.fused or not rows:
+            np.subtract(planes, self.group(dark_int, g), out=planes)
+            return
+        from .._ext import _convert
+
+        full, shape = self._frames_key(dark_int, g)
+        if self._buffer is None or self._buffer.shape != shape:
+            self._buffer = np.empty(shape, np.float32)
+        stored = self.source.read_stored(full, out=self._buffer.view(">f4"))
+        _convert.dark_subtract_be(planes.reshape(planes.shape[0], -1),
+                                  stored.view(np.uint32).reshape(shape[0], -1), self.nthreads)
+
+    def subtract(self, data: np.ndarray, int_start: int) -> None:
+        """As :func:`subtract_dark`, group by group."""
+        ngroups = data.shape[1]
+        last = self.nints - 1
+        for g in range(ngroups):
+            if not self.four_d:
+                self._subtract_group(data[:, g], 0, g)
+                continue
+            for i in range(data.shape[0]):
+                self._subtract_group(data[i:i + 1, g], min(int_start + i, last), g)
+
+
 @dataclass
 class _DarkState:
     dark: np.ndarray | None
     pixel_flags: np.ndarray | None
     status: str
+    frames: _DarkFrames | None = None
 
 
 class DarkCurrentStep(RampStep):
@@ -142,6 +212,16 @@ class DarkCurrentStep(RampStep):
             return _DarkState(None, None, "SKIPPED")
 
         matched = sci_nframes == drk_nframes and sci_groupgap == drk_groupgap
+        flags = self._dark_dq(ref, model.meta, name)
+        nints = int(exposure.nints or model.shape[0])
+        dark_ints = max(1, min(source.shape[0], nints)) if four_d else 1
+        ny, nx = exposure_shape(model)[-2:]
+        if (not self.params.dark_output
+                and dark_ints * sci_ngroups * ny * nx * 4 > RESIDENT_BYTES):
+            key = subarray_key(source.shape, ref.meta, model.meta, name=name)
+            frames = _DarkFrames(source, key, four_d, dark_ints, matched, sci_nframes,
+                                 sci_groupgap, self.threads)
+            return _DarkState(None, flags, "COMPLETE", frames)
         nread = sci_ngroups if matched else min(drk_ngroups, need)
         lead = (slice(None), slice(0, nread)) if four_d else (slice(0, nread),)
         frames = ref_array(ref, "data", model.meta, name=name, lead=lead)
@@ -151,16 +231,21 @@ class DarkCurrentStep(RampStep):
             frames = frames[:max(1, min(frames.shape[0], nints))]
         dark = frames if matched else average_dark_frames(frames, sci_ngroups, sci_nframes,
                                                           sci_groupgap)
-        flags = self._dark_dq(ref, model.meta, name)
         if self.params.dark_output:
             self._save_dark(ref, dark, flags, sci_ngroups, sci_nframes, sci_groupgap)
         return _DarkState(dark, flags, "COMPLETE")
 
     def process_block(self, block: RampBlock, state: _DarkState) -> None:
-        if state.dark is None:
+        if state.frames is not None:
+            state.frames.subtract(block.data, block.int_start)
+        elif state.dark is not None:
+            subtract_dark(block.data, state.dark, block.int_start)
+        else:
             return
-        subtract_dark(block.data, state.dark, block.int_start)
         or_into(block.pixeldq, state.pixel_flags)
+
+    def release(self, state: _DarkState) -> _DarkState:
+        return _DarkState(None, None, state.status)  # finish needs the status only
 
     def finish(self, model, state: _DarkState) -> None:
         self.record_status(model, state.status)

@@ -87,3 +87,6 @@ class DQInitStep(RampStep):
     def process_block(self, block: RampBlock, state) -> None:
         mask, bad = state
         apply_mask(block.groupdq, block.pixeldq, mask, bad)
+
+    def release(self, state):
+        return None  # finish needs nothing

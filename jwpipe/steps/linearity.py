@@ -31,7 +31,7 @@ __all__ = ["prepare_coefficients", "apply_linearity", "apply_polynomial",
 log = get_logger("step.linearity")
 
 
-def prepare_coefficients(coeffs, lin_dq=None):
+def prepare_coefficients(coeffs, lin_dq=None, *, copy: bool = True):
     """Make coefficients safe to apply everywhere and find the pixels they cannot correct.
 
     Parameters
@@ -40,16 +40,21 @@ def prepare_coefficients(coeffs, lin_dq=None):
         Polynomial coefficients, lowest order first.
     lin_dq : array_like of shape (ny, nx), optional
         Reference DQ in standard flags.
+    copy : bool
+        False: fix ``coeffs`` in place when it already is a C-contiguous float32 array (the
+        caller's own copy, e.g. freshly read from the reference), saving a copy.
 
     Returns
     -------
     coeffs : ndarray of shape (ncoeffs, ny, nx), float32
-        A C-contiguous copy in which pixels flagged NO_LIN_CORR, with any NaN coefficient or with
-        a zero linear term have identity coefficients (0, 1, 0, ...).
+        A C-contiguous copy (``coeffs`` itself when ``copy`` is False and it needs no
+        conversion) in which pixels flagged NO_LIN_CORR, with any NaN coefficient or with a
+        zero linear term have identity coefficients (0, 1, 0, ...).
     pixel_flags : ndarray of shape (ny, nx), uint32
         ``lin_dq`` plus NO_LIN_CORR for the NaN / zero-linear-term pixels (OR into PIXELDQ).
     """
-    c = np.array(coeffs, dtype=np.float32, copy=True, order="C")
+    c = (np.array(coeffs, dtype=np.float32, copy=True, order="C") if copy
+         else np.ascontiguousarray(coeffs, dtype=np.float32))
     if c.ndim != 3 or c.shape[0] < 2:
         raise ValueError(f"linearity coefficients must have shape (ncoeffs>=2, ny, nx), got "
                          f"{c.shape}")
@@ -57,13 +62,16 @@ def prepare_coefficients(coeffs, lin_dq=None):
              else np.array(lin_dq, dtype=np.uint32, copy=True))
     identity = np.zeros(c.shape[0], np.float32)
     identity[1] = 1.0
-    flagged = (flags & dq.NO_LIN_CORR) != 0
-    c[:, flagged] = identity[:, None]
-    bad = np.isnan(c).any(axis=0)
-    c[:, bad] = identity[:, None]
-    zero = c[1] == 0
-    c[:, zero] = identity[:, None]
-    flags[bad | zero] |= np.uint32(dq.NO_LIN_CORR)
+    # Pixels already flagged NO_LIN_CORR, with a NaN coefficient or a zero linear term get the
+    # identity and the flag (flagged pixels have it already). One 2-D mask, built plane by plane.
+    replace = (flags & dq.NO_LIN_CORR) != 0
+    for plane in c:
+        replace |= np.isnan(plane)
+    replace |= c[1] == 0
+    ys, xs = np.nonzero(replace)
+    if ys.size:
+        c[:, ys, xs] = identity[:, None]
+        flags[ys, xs] |= np.uint32(dq.NO_LIN_CORR)
     return c, flags
 
 
@@ -191,12 +199,12 @@ class LinearityStep(RampStep):
         ref = open_ref(path, "linearity")
         raw = ref_array(ref, "coeffs", model.meta, name=str(path))
         lin_dq = ref_dq(ref, model.meta, name=str(path))
-        coeffs, flags = prepare_coefficients(raw, lin_dq)
+        coeffs, flags = prepare_coefficients(raw, lin_dq, copy=False)  # raw: our own copy
         nframes = int(model.meta.exposure.nframes or 1)
         inverse = None
         if nframes > 1 and ref.has("inv_coeffs"):
             inv_raw = ref_array(ref, "inv_coeffs", model.meta, name=str(path))
-            inverse, inv_flags = prepare_coefficients(inv_raw, lin_dq)
+            inverse, inv_flags = prepare_coefficients(inv_raw, lin_dq, copy=False)
             flags |= inv_flags
             log.info("frame-level linearity correction with inverse coefficients "
                      "(nframes %d)", nframes)
@@ -214,3 +222,6 @@ class LinearityStep(RampStep):
             if zero is not None:
                 linearize_zeroframe(zero, state.coeffs)
         or_into(block.pixeldq, state.pixel_flags)
+
+    def release(self, state: _LinState):
+        return None  # finish needs nothing

@@ -639,6 +639,10 @@ class RefPixStep(RampStep):
                           copy=False)
         view -= offsets[:, :, None, :, None, :].astype(np.float32)
 
+    def release(self, plan: RefPixPlan) -> RefPixPlan:
+        plan.cache.clear()  # per-exposure layouts (a full-frame DQ copy): finish needs none
+        return plan
+
     def finish(self, model, plan: RefPixPlan) -> None:
         if plan.reason:
             log.info("refpix skipped: %s", plan.reason)

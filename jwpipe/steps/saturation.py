@@ -145,12 +145,20 @@ def _flag_grouped(data, groupdq, threshold, grow, nframes, bias, no_sat_check):
     mean0, last2 = np.float32((nframes + 1) / 2.0), np.float32(3 * nframes)
     for i in range(nints):
         gdq = groupdq[i]
+        if ngroups < 2:
+            continue
+        # Only pixels saturated in some group after the first can satisfy either check: find
+        # them once (row-major, like np.nonzero of a whole frame) and test only those below.
+        cy, cx = np.nonzero(np.bitwise_or.reduce(gdq[1:], axis=0) & sat)
+        if cy.size == 0:
+            continue
         # Work backwards: a group whose value crosses the diluted threshold while the next group
         # saturated probably saturated part way through.
         for g in range(ngroups - 2, -1, -1):
             if dilution[g] == 1.0:
                 continue
-            ys, xs = np.nonzero(((gdq[g + 1] & sat) != 0) & ((gdq[g] & (sat | dnu)) == 0))
+            sel = ((gdq[g + 1][cy, cx] & sat) != 0) & ((gdq[g][cy, cx] & (sat | dnu)) == 0)
+            ys, xs = cy[sel], cx[sel]
             if ys.size == 0:
                 continue
             limit = threshold[ys, xs].astype(np.float64)
@@ -167,7 +175,8 @@ def _flag_grouped(data, groupdq, threshold, grow, nframes, bias, no_sat_check):
         # the end of group 3 unsaturated, and a jump from group 1 to 2 larger than the headroom
         # left by group 1 divided among the frames of group 2.
         if ngroups > 2:
-            ys, xs = np.nonzero(gdq[2] & sat)
+            sel = (gdq[2][cy, cx] & sat) != 0
+            ys, xs = cy[sel], cx[sel]
             if ys.size == 0:
                 continue
             g1, g2, g3 = (data[i, k, ys, xs] for k in range(3))
@@ -245,3 +254,6 @@ class SaturationStep(RampStep):
                         bias=state.bias, no_sat_check=state.no_sat_check, zeroframe=zero,
                         nthreads=self.threads)
         or_into(block.pixeldq, state.pixel_flags)
+
+    def release(self, state: _SatState):
+        return None  # finish needs nothing

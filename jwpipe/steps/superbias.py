@@ -75,3 +75,6 @@ class SuperBiasStep(RampStep):
         zero = block.zeroframe if state.zero_frame else None
         subtract_superbias(block.data, state.bias, zero)
         or_into(block.pixeldq, state.pixel_flags)
+
+    def release(self, state: _BiasState):
+        return None  # finish needs nothing

@@ -1,0 +1,328 @@
+"""calwebb_detector1, file in to ``_rate`` out: in-process and as a whole process.
+
+Reference figures (BASELINES.md: jwst 3.0 on the same 2-core machine kind, code-default steps):
+
+=====================================================  ==========  =============  ======
+workload                                               pipeline    whole process  peak
+=====================================================  ==========  =============  ======
+NIRCam NRCA1 FULL 2048x2048, BRIGHT2, 10 groups x 1     16.9 s      25.0 s         2.75 GB
+NIRCam SUB160, RAPID, 10 groups x 3 ints                3.6 s       ~5.5 s         0.39 GB
+MIRI imager FULL 1032x1024, FASTR1, 20 groups x 1       7.3 s       --             1.08 GB
+NIRISS SOSS SUBSTRIP256 (256x2048), 5 groups x 50       33.0 s      --             6.6 GB
+=====================================================  ==========  =============  ======
+
+Issue targets: the full-frame whole process >= 15x faster than 25 s (<= 1.7 s; aim 1 s on 2
+cores) in at most 3x the float32 ramp (504 MB); SOSS >= 15x faster in a quarter of the memory;
+a 256x2048, 5-group time series of 10,000 integrations in under 2 GB, memory flat in NINTS.
+
+Inputs are made once under ``$JWPIPE_BENCH_DIR`` (default ``<tmp>/jwpipe_bench``): one synthetic
+CRDS cache (:func:`jwpipe.simulate.make_crds_cache`, only the detectors/subarrays used here) and
+one simulated exposure per workload. The time-series memory case writes its raw file with a cheap
+generator instead (bias + linear ramp + Gaussian noise, streamed into the FITS file block by
+block), since simulating thousands of integrations in full would dominate the run.
+
+Run with asv (``cd asv_bench && asv run --quick --python=same --bench pipeline_detector1``) or
+as a plain script for a quick table: ``python asv_bench/benchmarks/pipeline_detector1.py``
+(``-k Full`` to select; ``--tso NINTS`` runs only the time-series memory check at that size).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+try:
+    from ._common import CACHE, run_as_script, run_process
+except ImportError:  # run as a script
+    from _common import CACHE, run_as_script, run_process
+
+#: name -> simulate_exposure settings.
+CASES = {
+    "nircam_full": dict(detector="NRCA1", subarray="FULL", readpatt="BRIGHT2", ngroups=10,
+                        nints=1),
+    "nircam_sub160": dict(detector="NRCA1", subarray="SUB160", readpatt="RAPID", ngroups=10,
+                          nints=3),
+    "miri_full": dict(detector="MIRIMAGE", subarray="FULL", readpatt="FASTR1", ngroups=20,
+                      nints=1),
+    "niriss_soss": dict(detector="NIS", subarray="SUBSTRIP256", readpatt="NISRAPID",
+                        exp_type="NIS_SOSS", filter="GR700XD", ngroups=5, nints=50),
+}
+
+#: (detector, subarrays, filters) written into the one benchmark CRDS cache.
+_CACHE_CONTENT = (("NRCA1", ["FULL", "SUB160"], ["F200W"]),
+                  ("MIRIMAGE", ["FULL"], ["F770W"]),
+                  ("NIS", ["SUBSTRIP256"], ["GR700XD"]))
+#: Frames per dark: enough for BRIGHT2 x 10 groups and FASTR1 x 20 groups.
+_DARK_FRAMES = 20
+
+
+# -- inputs, made once ----------------------------------------------------------------------------
+
+def _done(folder: Path) -> bool:
+    return (folder / ".complete").exists()
+
+
+def _mark(folder: Path) -> None:
+    (folder / ".complete").write_text("ok\n")
+
+
+def crds_cache() -> Path:
+    """The benchmark CRDS cache (about 1.5 GB; a few minutes the first time)."""
+    from jwpipe.simulate import make_crds_cache
+
+    root = CACHE / "detector1_crds"
+    if not _done(root):
+        for detector, subarrays, filters in _CACHE_CONTENT:
+            make_crds_cache(root, detectors=[detector], subarrays=subarrays, filters=filters,
+                            dark_frames=_DARK_FRAMES)
+        _mark(root)
+    return root
+
+
+def exposure(case: str) -> Path:
+    """The simulated ``_uncal`` file of a workload in :data:`CASES` (made once)."""
+    from jwpipe.simulate import simulate_exposure
+
+    folder = CACHE / f"detector1_{case}"
+    if not _done(folder):
+        shutil.rmtree(folder, ignore_errors=True)
+        exp = simulate_exposure(crds_path=crds_cache(), output_dir=folder, seed=1, **CASES[case])
+        (folder / "uncal.txt").write_text(str(exp.uncal_path))
+        _mark(folder)
+    return Path((folder / "uncal.txt").read_text().strip())
+
+
+class _GeneratedRamps:
+    """Raw TSO ramps made on the fly, integration by integration (uint16, deterministic).
+
+    Bias + rate x time + Gaussian read noise (drawn from a fixed pool with a random offset per
+    frame, so a block costs little more than writing it). Plugged into a Level1bModel as a lazy
+    array, the FITS writer pulls it chunk by chunk: the file is written without ever holding more
+    than one chunk.
+    """
+
+    def __init__(self, nints, ngroups, ny, nx, group_time, seed=0):
+        from jwpipe.datamodels.fits_io import LazyArray
+
+        rng = np.random.default_rng(seed)
+        self.shape = (nints, ngroups, ny, nx)
+        self.bias = rng.normal(13000.0, 40.0, (ny, nx)).astype(np.float32)
+        self.rate = rng.gamma(2.0, 5.0, (ny, nx)).astype(np.float32)  # DN/s
+        self.rate[int(0.3 * ny):int(0.4 * ny)] *= 20.0  # a bright spectral band
+        self.group_time = float(group_time)
+        self.pool = rng.normal(0.0, 8.0, ny * nx + 65536).astype(np.float32)
+        self.seed = seed
+        self.lazy_base = LazyArray
+
+    def frames(self, start: int, stop: int) -> np.ndarray:
+        nints, ngroups, ny, nx = self.shape
+        stop = min(stop, nints)
+        out = np.empty((stop - start, ngroups, ny, nx), np.uint16)
+        for i in range(start, stop):
+            rng = np.random.default_rng((self.seed, i))
+            offsets = rng.integers(0, 65536, ngroups)
+            for g in range(ngroups):
+                frame = self.bias + self.rate * np.float32(self.group_time * (g + 1))
+                frame += self.pool[offsets[g]:offsets[g] + ny * nx].reshape(ny, nx)
+                np.clip(frame, 0, 65535, out=frame)
+                out[i - start, g] = frame
+        return out
+
+
+def _generated_lazy(ramps: _GeneratedRamps):
+    """A LazyArray subclass instance whose reads come from ``ramps`` (for the FITS writer)."""
+    from jwpipe.datamodels.fits_io import LazyArray
+
+    class GeneratedLazy(LazyArray):
+        def read(self, key=slice(None), dtype=None):
+            if not isinstance(key, slice) or key.step not in (None, 1):
+                raise TypeError("generated ramps are read by slices of integrations")
+            start, stop, _ = key.indices(ramps.shape[0])
+            out = ramps.frames(start, stop)
+            return out if dtype is None else out.astype(dtype, copy=False)
+
+    lazy = GeneratedLazy("<generated>", 0, ramps.shape, np.dtype(">i2"), 32768, 1)
+    return lazy
+
+
+def tso_uncal(nints: int, ngroups: int = 5) -> Path:
+    """A NIRISS SOSS SUBSTRIP256 raw exposure of ``nints`` integrations from the cheap generator.
+
+    Metadata come from a one-integration simulated exposure (so the cache's references select as
+    for a real one); the ramps are :class:`_GeneratedRamps`, written block by block.
+    """
+    from jwpipe.datamodels import Level1bModel
+    from jwpipe.simulate import simulate_exposure
+
+    folder = CACHE / f"tso_soss_{nints}x{ngroups}"
+    path = folder / "jw_tso_soss_uncal.fits"
+    if _done(folder):
+        return path
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    need = nints * ngroups * 256 * 2048 * 2
+    free = shutil.disk_usage(folder).free
+    if free < need * 4:
+        raise RuntimeError(f"{folder}: {nints} integrations need about {need * 4 / 1e9:.0f} GB "
+                           f"free (raw file + _rateints with its spill files); {free / 1e9:.0f} "
+                           "GB are")
+    with tempfile.TemporaryDirectory(dir=CACHE) as tmp:
+        template = simulate_exposure(crds_path=crds_cache(), output_dir=tmp, seed=3,
+                                     **dict(CASES["niriss_soss"], ngroups=ngroups, nints=1))
+        with Level1bModel(template.uncal_path) as small:
+            model = Level1bModel()
+            model.__dict__["_tree"] = small._tree
+            model.__dict__["extra_fits"] = small.extra_fits
+            model.meta.exposure.nints = nints
+            model.meta.exposure.integration_start = None
+            model.meta.exposure.integration_end = None
+            ny, nx = small.shape[2:]
+            ramps = _GeneratedRamps(nints, ngroups, ny, nx, small.meta.exposure.group_time)
+            model.data = _generated_lazy(ramps)
+            model.save(path)
+    _mark(folder)
+    return path
+
+
+# -- runners --------------------------------------------------------------------------------------
+
+def run_in_process(uncal, out_dir, threads=None):
+    import jwpipe
+
+    return jwpipe.run("detector1", str(uncal), save_results=True, output_dir=str(out_dir),
+                      crds_path=str(crds_cache()), threads=threads)
+
+
+def run_whole_process(uncal, out_dir, threads=None, extra=()) -> tuple[float, float]:
+    """``python -m jwpipe detector1 <uncal>`` from a fresh temporary working folder:
+    (wall seconds, the child's peak RSS in MB)."""
+    argv = [sys.executable, "-m", "jwpipe", "detector1", str(uncal), "--output-dir", str(out_dir),
+            "--crds-path", str(crds_cache()), "-q", *extra]
+    if threads:
+        argv += ["--threads", str(threads)]
+    with tempfile.TemporaryDirectory(prefix="jwpipe_cwd_") as cwd:
+        seconds, peak_mb, _ = run_process(argv, cwd=cwd, timeout=3600)
+    return seconds, peak_mb
+
+
+# -- benchmarks -----------------------------------------------------------------------------------
+
+class Detector1:
+    """In-process ``jwpipe.run("detector1", uncal, save_results=True)`` on each workload.
+
+    The first call (imports, reference reads into the page cache) happens in ``setup``.
+    """
+
+    params = [list(CASES), [1, 2]]
+    param_names = ["workload", "threads"]
+    timeout = 3600
+    number = 1
+    repeat = (2, 5, 60.0)
+    warmup_time = 0
+
+    def setup_cache(self):
+        for case in CASES:
+            exposure(case)
+        return str(crds_cache())
+
+    def setup(self, cache, case, threads):
+        self.uncal = exposure(case)
+        self.out = Path(tempfile.mkdtemp(prefix="jwpipe_d1_"))
+        run_in_process(self.uncal, self.out, threads)
+
+    def teardown(self, cache, case, threads):
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def time_detector1(self, cache, case, threads):
+        run_in_process(self.uncal, self.out, threads)
+
+    def peakmem_detector1(self, cache, case, threads):
+        run_in_process(self.uncal, self.out, threads)
+
+
+class Detector1WholeProcess:
+    """``python -m jwpipe detector1 <uncal>`` as a child process from a temporary working folder,
+    CLI defaults (threads: every core): wall time (median of 3) and the child's peak RSS."""
+
+    params = [list(CASES)]
+    param_names = ["workload"]
+    timeout = 3600
+
+    def setup_cache(self):
+        for case in CASES:
+            exposure(case)
+        return str(crds_cache())
+
+    def setup(self, cache, case):
+        self.uncal = exposure(case)
+        self.out = Path(tempfile.mkdtemp(prefix="jwpipe_d1p_"))
+        run_whole_process(self.uncal, self.out)  # warm the page cache and .pyc files
+
+    def teardown(self, cache, case):
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def track_seconds(self, cache, case):
+        return float(np.median([run_whole_process(self.uncal, self.out)[0] for _ in range(3)]))
+
+    track_seconds.unit = "seconds"
+
+    def track_peak_mb(self, cache, case):
+        return max(run_whole_process(self.uncal, self.out)[1] for _ in range(2))
+
+    track_peak_mb.unit = "MB"
+
+
+class Detector1StreamingMemory:
+    """Memory flat in NINTS: NIRISS SOSS SUBSTRIP256 (256x2048), 5 groups, cheap-generator ramps,
+    whole process. The issue's bound is 10,000 integrations in under 2 GB; that size needs about
+    160 GB of disk (52 GB raw, 105 GB ``_rateints``), so asv runs 10 and 1000 integrations and
+    the peak must not grow between them (``--tso 10000`` in script mode runs the full size)."""
+
+    params = [[10, 1000]]
+    param_names = ["nints"]
+    timeout = 7200
+
+    def setup_cache(self):
+        for nints in self.params[0]:
+            tso_uncal(nints)
+        return str(crds_cache())
+
+    def setup(self, cache, nints):
+        self.uncal = tso_uncal(nints)
+        self.out = Path(tempfile.mkdtemp(prefix="jwpipe_tso_", dir=CACHE))
+
+    def teardown(self, cache, nints):
+        shutil.rmtree(self.out, ignore_errors=True)
+
+    def track_peak_mb(self, cache, nints):
+        return run_whole_process(self.uncal, self.out)[1]
+
+    track_peak_mb.unit = "MB"
+
+    def track_seconds(self, cache, nints):
+        return run_whole_process(self.uncal, self.out)[0]
+
+    track_seconds.unit = "seconds"
+
+
+def _tso_main(nints: int) -> int:
+    uncal = tso_uncal(nints)
+    out = Path(tempfile.mkdtemp(prefix="jwpipe_tso_", dir=CACHE))
+    try:
+        seconds, peak = run_whole_process(uncal, out)
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    print(f"NIRISS SOSS 256x2048, 5 groups x {nints} integrations (whole process): "
+          f"{seconds:.1f} s, peak RSS {peak:.0f} MB ({'under' if peak < 2048 else 'OVER'} 2 GB)")
+    return 0
+
+
+if __name__ == "__main__":
+    if "--tso" in sys.argv:
+        sys.exit(_tso_main(int(sys.argv[sys.argv.index("--tso") + 1])))
+    sys.exit(run_as_script(globals()))

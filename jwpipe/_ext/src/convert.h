@@ -1,0 +1,21 @@
+#ifndef JWPIPE_CONVERT_H
+#define JWPIPE_CONVERT_H
+
+#include <stdint.h>
+
+/* Status codes shared by the jwpipe kernels (same values as saturation.h). */
+#ifndef JW_OK
+#define JW_OK 0
+#endif
+#ifndef JW_ERR_SHAPE
+#define JW_ERR_SHAPE 1
+#endif
+
+int jw_be_u16_to_f32(const uint16_t *in, float *out, long n, int nthreads);
+
+int jw_be_f32_to_f32(const uint32_t *in, float *out, long n, int nthreads);
+
+int jw_dark_subtract_be(float *data, long nplanes, long plane_stride, long npix,
+                        const uint32_t *frames, long nframes, int nthreads);
+
+#endif
