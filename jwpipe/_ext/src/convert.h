@@ -1,15 +1,10 @@
 #ifndef JWPIPE_CONVERT_H
 #define JWPIPE_CONVERT_H
 
+#include "jwstatus.h"
+
 #include <stdint.h>
 
-/* Status codes shared by the jwpipe kernels (same values as saturation.h). */
-#ifndef JW_OK
-#define JW_OK 0
-#endif
-#ifndef JW_ERR_SHAPE
-#define JW_ERR_SHAPE 1
-#endif
 
 int jw_be_u16_to_f32(const uint16_t *in, float *out, long n, int nthreads);
 

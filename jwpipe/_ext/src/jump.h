@@ -1,19 +1,10 @@
 #ifndef JWPIPE_JUMP_H
 #define JWPIPE_JUMP_H
 
+#include "jwstatus.h"
+
 #include <stdint.h>
 
-/* Status codes shared by the jwpipe kernels (same values as saturation.h). */
-#ifndef JW_OK
-#define JW_OK 0
-#endif
-#ifndef JW_ERR_SHAPE
-#define JW_ERR_SHAPE 1
-#endif
-#ifndef JW_ERR_ALLOC
-#define JW_ERR_ALLOC 2
-#endif
-#define JW_ERR_PARAM 3
 
 /* Options of the two-point-difference jump detector (see jump.c for their meaning). */
 typedef struct {

@@ -1,15 +1,11 @@
 #ifndef JWPIPE_RAMP_FIT_H
 #define JWPIPE_RAMP_FIT_H
 
+#include "jwstatus.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
-/* Status codes shared by the jwpipe kernels. */
-#ifndef JW_OK
-#define JW_OK 0
-#define JW_ERR_SHAPE 1
-#define JW_ERR_ALLOC 2
-#endif
 
 /* Variances at or above this are reported as 0 (the reference pipeline's LARGE_VARIANCE_THRESHOLD). */
 #define JW_RF_LARGE_VARIANCE 1.0e6

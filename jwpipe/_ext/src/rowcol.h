@@ -1,18 +1,10 @@
 #ifndef JWPIPE_ROWCOL_H
 #define JWPIPE_ROWCOL_H
 
+#include "jwstatus.h"
+
 #include <stdint.h>
 
-/* Status codes shared by the jwpipe kernels (same values as saturation.h). */
-#ifndef JW_OK
-#define JW_OK 0
-#endif
-#ifndef JW_ERR_SHAPE
-#define JW_ERR_SHAPE 1
-#endif
-#ifndef JW_ERR_ALLOC
-#define JW_ERR_ALLOC 2
-#endif
 
 int jw_subtract_outer(float *data, long nimg, long ny, long nx, const float *rowvec,
                       const float *colvec, int nthreads);

@@ -1,12 +1,10 @@
 #ifndef JWPIPE_SATURATION_H
 #define JWPIPE_SATURATION_H
 
+#include "jwstatus.h"
+
 #include <stdint.h>
 
-/* Status codes shared by the jwpipe kernels. */
-#define JW_OK 0
-#define JW_ERR_SHAPE 1
-#define JW_ERR_ALLOC 2
 
 int jw_flag_saturation(const float *data, const float *threshold, uint8_t *groupdq,
                        int16_t *first_sat, int nints, int ngroups, int ny, int nx,

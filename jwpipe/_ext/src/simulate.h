@@ -1,21 +1,10 @@
 #ifndef JWPIPE_SIMULATE_H
 #define JWPIPE_SIMULATE_H
 
+#include "jwstatus.h"
+
 #include <stdint.h>
 
-/* Status codes shared by the jwpipe kernels (same values as saturation.h). */
-#ifndef JW_OK
-#define JW_OK 0
-#endif
-#ifndef JW_ERR_SHAPE
-#define JW_ERR_SHAPE 1
-#endif
-#ifndef JW_ERR_ALLOC
-#define JW_ERR_ALLOC 2
-#endif
-#ifndef JW_ERR_PARAM
-#define JW_ERR_PARAM 3
-#endif
 
 /* One integration of charge accumulation, read frame by read frame (see simulate.c). */
 int jw_sim_ramp(const float *rate_e, const float *gain, const float *coeffs, int ncoeff,
