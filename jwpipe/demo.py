@@ -170,14 +170,18 @@ def quicklook(image, path: Path, title: str) -> Path:
     import matplotlib.pyplot as plt
 
     data = np.where(np.isfinite(image), image, np.nan)
-    lo, hi = np.nanpercentile(data, [5, 99.7])
-    scaled = np.arcsinh((data - lo) / max((hi - lo) / 50.0, 1e-12))
+    # Sky-relative asinh stretch: linear within a few sky-noise sigmas, logarithmic for sources.
+    sky = np.nanmedian(data)
+    noise = 1.4826 * np.nanmedian(np.abs(data - sky)) or 1.0
+    scaled = np.arcsinh((data - sky) / (3.0 * noise))
+    vmax = np.nanpercentile(scaled, 99.95)
     fig, ax = plt.subplots(figsize=(6.4, 6.4), dpi=110)
-    shown = ax.imshow(scaled, origin="lower", cmap="magma", interpolation="nearest")
+    shown = ax.imshow(scaled, origin="lower", cmap="magma", interpolation="antialiased",
+                      vmin=-1.0, vmax=vmax)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("x [pixel]")
     ax.set_ylabel("y [pixel]")
-    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="asinh stretch of DN/s")
+    fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04, label="asinh((rate - sky) / 3 sigma_sky)")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.part")
