@@ -27,6 +27,7 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import importlib.resources
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +40,12 @@ from .errors import ConfigError, InputFileError, ProductTypeError, StepNotImplem
 from .logs import Progress, get_logger, peak_rss_mb, timed
 from .steps import KNOWN_STEPS, get_step_class
 from .steps.base import (
-    NOT_APPLICABLE, RampBlock, RampStep, env_threads, output_name, parse_value,
+    NOT_APPLICABLE,
+    RampBlock,
+    RampStep,
+    env_threads,
+    output_name,
+    parse_value,
 )
 
 __all__ = ["PIPELINE_ALIASES", "PipelineConfig", "find_config", "load_config", "build_pipeline",
@@ -287,6 +293,31 @@ def _open_raw(init):
     return model
 
 
+class _BlockBuffers:
+    """Block arrays reused from one block to the next.
+
+    A block is one to a few hundred MB; a fresh array of that size is new memory the kernel has
+    to map and zero page by page (a large share of a block's cost for a small subarray), so
+    the next block is read into the previous block's arrays, unless anything (a step's state,
+    the fit) still holds them or a view of them: then a new array is made.
+    """
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """A C-contiguous array of ``shape``/``dtype`` (contents undefined)."""
+        array = self._arrays.pop(name, None)
+        # References: the local name and getrefcount's argument; any other is a holder.
+        if (array is not None and sys.getrefcount(array) <= 2 and array.dtype == dtype
+                and array.shape[1:] == tuple(shape[1:]) and array.shape[0] >= shape[0]):
+            self._arrays[name] = array
+            return array if array.shape[0] == shape[0] else array[:shape[0]]
+        array = np.empty(shape, dtype)
+        self._arrays[name] = array
+        return array
+
+
 def run_ramp_chain(pipeline, init):
     """Stream an exposure block by block through the ramp steps and into ramp fitting.
 
@@ -342,6 +373,7 @@ def run_ramp_chain(pipeline, init):
     per_block = nints if whole else (pipeline.params.integrations_per_block
                                      or block_size_for(raw.shape))
     pixeldq = np.zeros((ny, nx), np.uint32)
+    buffers = _BlockBuffers()
     step_seconds = {step.name: 0.0 for step, _ in active}
     fit_seconds = 0.0
     with Progress(nints, "integrations") as progress:
@@ -350,10 +382,15 @@ def run_ramp_chain(pipeline, init):
             zero = None
             if raw.has("zeroframe"):
                 zero = np.asarray(raw.lazy("zeroframe")[start:stop], dtype=np.float32)
-            data = read_block(raw, start, stop, nthreads=pipeline.threads or env_threads())
-            groupdq = read_block(raw, start, stop, "groupdq", np.uint8) if (
-                not isinstance(raw, Level1bModel) and raw.has("groupdq")) else \
-                np.zeros(data.shape, np.uint8)
+            shape = (stop - start, ngroups, ny, nx)
+            data = read_block(raw, start, stop, nthreads=pipeline.threads or env_threads(),
+                              out=buffers.take("data", shape, np.float32))
+            if not isinstance(raw, Level1bModel) and raw.has("groupdq"):
+                groupdq = read_block(raw, start, stop, "groupdq", np.uint8,
+                                     out=buffers.take("groupdq", shape, np.uint8))
+            else:
+                groupdq = buffers.take("groupdq", shape, np.uint8)
+                groupdq.fill(0)
             if not isinstance(raw, Level1bModel) and start == 0:
                 pixeldq |= raw.pixeldq
             block = RampBlock(data, groupdq, pixeldq, start, nints, product.meta, zero)
@@ -365,6 +402,8 @@ def run_ramp_chain(pipeline, init):
                     active[index] = (step, step.release(state))
                 step_seconds[step.name] += time.perf_counter() - t0
             state = None
+            if last:  # no next block: arrays a step replaced (jump's group DQ) can go now
+                buffers = data = groupdq = None
             if keep_ramp:
                 product.data[start:stop] = block.data
                 product.groupdq[start:stop] = block.groupdq
@@ -377,6 +416,7 @@ def run_ramp_chain(pipeline, init):
             # Drop this block before reading the next one (and before the fit's finish and the
             # writes), so at most one block is ever resident.
             block = data = groupdq = zero = None
+    buffers = None
     product.pixeldq = pixeldq
     for step, state in active:
         step.finish(product, state)

@@ -13,7 +13,8 @@ SHAPE = (3, 4, 37, 29)
 
 KEYS = [
     slice(None), slice(1, 3), slice(2, 2), slice(-2, None), 0, -1, 2,
-    (slice(0, 2), slice(1, 3)), (1, 2), (1, 2, 5), (1, 2, 5, 7), (Ellipsis, slice(3, 20), slice(2, 9)),
+    (slice(0, 2), slice(1, 3)), (1, 2), (1, 2, 5), (1, 2, 5, 7),
+    (Ellipsis, slice(3, 20), slice(2, 9)),
     (slice(None), 0, Ellipsis), (Ellipsis, slice(5, 6), slice(None)), (0, Ellipsis, slice(0, 1)),
     (slice(1, 2), slice(None), slice(10, 30), slice(0, 29)), (Ellipsis,), (0, slice(None), 3),
     # handled by the memory-map path

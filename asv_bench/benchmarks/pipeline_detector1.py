@@ -21,14 +21,31 @@ one simulated exposure per workload. The time-series memory case writes its raw 
 generator instead (bias + linear ramp + Gaussian noise, streamed into the FITS file block by
 block), since simulating thousands of integrations in full would dominate the run.
 
-Run with asv (``cd asv_bench && asv run --quick --python=same --bench pipeline_detector1``) or
-as a plain script for a quick table: ``python asv_bench/benchmarks/pipeline_detector1.py``
-(``-k Full`` to select; ``--tso NINTS`` runs only the time-series memory check at that size).
+Running
+-------
+With asv, in the current environment (jwpipe installed, editable or not)::
+
+    cd asv_bench
+    asv machine --yes                                   # once per machine
+    asv run --quick --python=same --bench pipeline_detector1
+
+``--python=same`` already selects asv's ``existing`` environment: adding ``-E existing`` makes
+asv run every benchmark twice (two identical environments). asv drops ``PYTHONPATH`` from the
+benchmark processes; set ``ASV_PYTHONPATH`` instead if jwpipe must come from a path.
+
+Without asv, a quick table (each benchmark in a fresh process, as asv does)::
+
+    python asv_bench/benchmarks/pipeline_detector1.py            # everything
+    python asv_bench/benchmarks/pipeline_detector1.py -k nircam_full --repeat 5
+    python asv_bench/benchmarks/pipeline_detector1.py --tso 10000  # one size of the TSO check
+
+Whole-process figures include interpreter start-up and imports. With an *editable* install,
+meson-python runs ``ninja`` in the build folder at every start (and rebuilds whatever is out of
+date): measure from a wheel install (``pip install .``) or a quiet, up-to-date build folder.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile

@@ -167,7 +167,7 @@ def _byte_bounds(array) -> tuple[int, int]:
     try:
         from numpy.lib.array_utils import byte_bounds
     except ImportError:  # numpy < 2
-        byte_bounds = np.byte_bounds
+        byte_bounds = np.byte_bounds  # noqa: NPY201
     return byte_bounds(array)
 
 

@@ -64,17 +64,21 @@ def ramp_from_level1b(raw: Level1bModel) -> RampModel:
 
 
 def read_block(raw, start: int, stop: int, name: str = "data", dtype=np.float32,
-               nthreads: int = 1) -> np.ndarray:
+               nthreads: int = 1, out=None) -> np.ndarray:
     """Integrations ``start:stop`` of array ``name`` of a raw exposure or ramp, as a new array.
 
     Only those integrations are read from a file-backed model (the model does not cache the
     whole array), so streaming an exposure keeps one block in memory; the result is always the
-    caller's own copy (steps modify blocks in place).
+    caller's own copy (steps modify blocks in place): ``out`` (C-contiguous, of the block's
+    shape and ``dtype``) when given, else a new array.
     """
     source = raw.lazy(name)
     if hasattr(source, "read"):
-        return source.read(slice(start, stop), dtype, nthreads=nthreads)
-    return np.array(source[start:stop], dtype=dtype)
+        return source.read(slice(start, stop), dtype, out=out, nthreads=nthreads)
+    if out is None:
+        return np.array(source[start:stop], dtype=dtype)
+    np.copyto(out, source[start:stop], casting="unsafe")
+    return out
 
 
 def block_size_for(shape, target_bytes: int = 64 * 2**20) -> int:
