@@ -73,8 +73,6 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import signal, sparse
-from scipy.sparse import csgraph
 
 from . import dq
 from ._ext import _jump
@@ -405,6 +403,10 @@ def _regions(mask: np.ndarray, min_area: float) -> list[_Ellipse]:
         rows.append(np.flatnonzero(found))
         cols.append(pos[found])
     rows, cols = np.concatenate(rows), np.concatenate(cols)
+    # Imported here: scipy.sparse costs start-up time every run, and only snowballs need it.
+    from scipy import sparse
+    from scipy.sparse import csgraph
+
     graph = sparse.coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(npix, npix))
     ncomp, label = csgraph.connected_components(graph, directed=False)
     inner = np.ones(npix, bool)
@@ -518,6 +520,9 @@ def _ring_kernel(inner: float, width: float) -> np.ndarray:
 def _nan_convolve(image: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """Convolution normalised over the finite pixels (outside the image counts as valid zero
     weight, as in the reference); NaN where the input is NaN."""
+    # Imported here: scipy.signal takes ~0.6 s to import and only MIRI showers need it.
+    from scipy import signal
+
     good = np.isfinite(image)
     filled = np.where(good, image, 0.0)
     conv = signal.oaconvolve(filled, kernel, mode="same")
