@@ -36,7 +36,13 @@ import numpy as np
 
 from . import datamodels
 from .datamodels import DataModel, Level1bModel, RampModel
-from .errors import ConfigError, InputFileError, ProductTypeError, StepNotImplementedError
+from .errors import (
+    ConfigError,
+    DataShapeError,
+    InputFileError,
+    ProductTypeError,
+    StepNotImplementedError,
+)
 from .logs import Progress, get_logger, peak_rss_mb, timed
 from .steps import KNOWN_STEPS, get_step_class
 from .steps.base import (
@@ -293,6 +299,10 @@ def _open_raw(init):
     return model
 
 
+#: State of a stage-1 step whose references are not read yet (no block has reached it).
+_UNPREPARED = object()
+
+
 class _BlockBuffers:
     """Block arrays reused from one block to the next.
 
@@ -341,8 +351,11 @@ def run_ramp_chain(pipeline, init):
     split = order.index("ramp_fit") if "ramp_fit" in order else len(order)
     ramp_aliases, post_aliases = order[:split], order[split:]
 
-    # Prepare every active ramp step once per exposure (references read and cut here).
-    active: list[tuple[RampStep, object]] = []
+    # Every reference is looked up now (a missing one stops the run before any data are read);
+    # each step reads its references when the first block reaches it and drops them after the
+    # last block (``release``), so a one-block exposure never holds every step's references
+    # at once.
+    active: list[list] = []  # [step, references, state or _UNPREPARED]
     for alias in ramp_aliases:
         step = pipeline.steps[alias]
         if step.params.skip:
@@ -353,28 +366,27 @@ def run_ramp_chain(pipeline, init):
             log.info("%s skipped: reference not applicable", alias)
             step.record_status(product, "SKIPPED")
             continue
-        with timed(f"prepare {alias}", log, level=10):
-            active.append((step, step.prepare(product, refs)))
+        active.append([step, refs, _UNPREPARED])
 
     fit_step = pipeline.steps.get("ramp_fit") if post_aliases else None
+    if fit_step is not None and fit_step.params.skip:
+        fit_step = None
+    fit_refs = fit_step.get_references(product) if fit_step is not None else None
     fitter = None
-    if fit_step is not None and not fit_step.params.skip:
-        fitter = fit_step.start(product, fit_step.get_references(product),
-                                spill_dir=pipeline.params.output_dir)
     keep_ramp = pipeline.flow == "ramp" and (
-        getattr(pipeline.params, "save_calibrated_ramp", False) or fitter is None)
+        getattr(pipeline.params, "save_calibrated_ramp", False) or fit_step is None)
     if keep_ramp:  # the whole corrected ramp is a product: long exposures spill to disk
         product.data = allocate((nints, ngroups, ny, nx), np.float32,
                                 spill_dir=pipeline.params.output_dir)
         product.groupdq = allocate((nints, ngroups, ny, nx), np.uint8,
                                    spill_dir=pipeline.params.output_dir)
 
-    whole = any(step.needs_all_integrations for step, _ in active)
+    whole = any(step.needs_all_integrations for step, _, _ in active)
     per_block = nints if whole else (pipeline.params.integrations_per_block
                                      or block_size_for(raw.shape))
     pixeldq = np.zeros((ny, nx), np.uint32)
     buffers = _BlockBuffers()
-    step_seconds = {step.name: 0.0 for step, _ in active}
+    step_seconds = {step.name: 0.0 for step, _, _ in active}
     fit_seconds = 0.0
     with Progress(nints, "integrations") as progress:
         for start in range(0, nints, per_block):
@@ -395,20 +407,26 @@ def run_ramp_chain(pipeline, init):
                 pixeldq |= raw.pixeldq
             block = RampBlock(data, groupdq, pixeldq, start, nints, product.meta, zero)
             last = stop == nints
-            for index, (step, state) in enumerate(active):
+            for entry in active:
+                step = entry[0]
                 t0 = time.perf_counter()
-                step.process_block(block, state)
+                if entry[2] is _UNPREPARED:
+                    with timed(f"prepare {step.name}", log, level=10):
+                        entry[2] = step.prepare(product, entry[1])
+                step.process_block(block, entry[2])
                 if last:  # later steps and ramp fitting run without this step's references
-                    active[index] = (step, step.release(state))
+                    entry[2] = step.release(entry[2])
                 step_seconds[step.name] += time.perf_counter() - t0
-            state = None
             if last:  # no next block: arrays a step replaced (jump's group DQ) can go now
                 buffers = data = groupdq = None
             if keep_ramp:
                 product.data[start:stop] = block.data
                 product.groupdq[start:stop] = block.groupdq
-            if fitter is not None:
+            if fit_step is not None:
                 t0 = time.perf_counter()
+                if fitter is None:
+                    fitter = fit_step.start(product, fit_refs,
+                                            spill_dir=pipeline.params.output_dir)
                 fitter.add_block(block)
                 fit_seconds += time.perf_counter() - t0
             release_pages()  # spilled _rateints/_ramp pages this block wrote leave our memory
@@ -418,7 +436,7 @@ def run_ramp_chain(pipeline, init):
             block = data = groupdq = zero = None
     buffers = None
     product.pixeldq = pixeldq
-    for step, state in active:
+    for step, _, state in active:
         step.finish(product, state)
         if product.meta.get(f"cal_step.{step.cal_step}") is None:
             step.record_status(product, "COMPLETE")
@@ -427,7 +445,7 @@ def run_ramp_chain(pipeline, init):
     source = raw.path or Path("jwpipe_exposure_uncal.fits")
     save = pipeline.params.save_results
 
-    if fitter is None:
+    if fit_step is None:
         product.meta.model_type = "RampModel"
         if save:
             path = product.save(output_name(source, pipeline.final_suffix, out_dir))
@@ -439,6 +457,8 @@ def run_ramp_chain(pipeline, init):
         log.info("wrote %s", path)
     if keep_ramp:  # written (or not asked for): the products below do not need the ramp
         product.data = product.groupdq = None
+    if fitter is None:
+        raise DataShapeError(f"{source}: the exposure has no integrations to fit")
     t0 = time.perf_counter()
     rate, rateints = fitter.finish()
     fit_seconds += time.perf_counter() - t0

@@ -342,25 +342,40 @@ class RampFitAccumulator:
                                       f" array of shape {(nb, ny, nx)}")
         return data, groupdq, zeroframe, out
 
-    def fit_exposure(self, data, groupdq, zeroframe=None, *, out=None):
+    def fit_exposure(self, data, groupdq, zeroframe=None, *, out=None,
+                     integrations: bool = True):
         """Fit a whole exposure at once: as add_block + finish, without keeping running sums.
 
         Only for an accumulator to which nothing was added; the pixel sums then live in a row
         buffer (less memory traffic than :meth:`add_block`). Returns the same results.
 
+        Parameters
+        ----------
+        data, groupdq, zeroframe, out
+            As for :meth:`add_block`.
+        integrations : bool
+            False (one-integration exposures only): no per-integration results are kept, which
+            saves five (ny, nx) arrays; the second item returned is then None.
+
         Returns
         -------
-        (ExposureResult, IntegrationResults)
+        (ExposureResult, IntegrationResults or None)
         """
         if self._nints or self._sums is not None or self._exposure is not None:
             raise ConfigError("fit_exposure needs a fresh accumulator (integrations were added)")
-        data, groupdq, zeroframe, out = self._prepare(data, groupdq, zeroframe, out)
         rate = _empty_exposure(self.shape)
+        if not integrations:
+            if np.ndim(data) != 4 or np.shape(data)[0] != 1 or out is not None:
+                raise ConfigError("integrations=False needs one integration and no out")
+            # The kernel writes a row's integration results before that row's exposure
+            # results, and with one integration they agree: both may share the same memory.
+            out = IntegrationResults(*(a.reshape(1, *a.shape) for a in _arrays(rate)))
+        data, groupdq, zeroframe, out = self._prepare(data, groupdq, zeroframe, out)
         self._kernel.fit_exposure(data, groupdq, zeroframe, _arrays(out), _arrays(rate, 1),
                                   self.nthreads)
         self._exposure = rate
         self._nints = data.shape[0]
-        return rate, out
+        return rate, (out if integrations else None)
 
     def finish(self) -> ExposureResult:
         """Exposure-level results from the integrations added so far (does not reset them).

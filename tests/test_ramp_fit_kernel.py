@@ -238,6 +238,27 @@ def test_fit_exposure_is_one_shot():
         acc.fit_exposure(case["data"], case["groupdq"])
 
 
+@pytest.mark.parametrize("seed", [3, 17])
+def test_one_integration_without_integration_arrays_is_identical(seed):
+    """integrations=False writes the exposure results over the integration results (they share
+    memory); the rate must equal, bit for bit, that of a fit that keeps both."""
+    case = random_ramps(seed, nints=1, ngroups=7, ny=40, nx=70)
+    kwargs = dict(pixeldq=case["pixeldq"], nthreads=2)
+    keep = rf.RampFitAccumulator((40, 70), case["gain"], case["readnoise"], GT, GT, 1, 7,
+                                 **kwargs)
+    rate, ints = keep.fit_exposure(case["data"], case["groupdq"])
+    lean = rf.RampFitAccumulator((40, 70), case["gain"], case["readnoise"], GT, GT, 1, 7,
+                                 **kwargs)
+    lean_rate, none = lean.fit_exposure(case["data"], case["groupdq"], integrations=False)
+    assert none is None and ints.slope.shape == (1, 40, 70)
+    for name in (*FLOATS, "dq"):
+        np.testing.assert_array_equal(getattr(lean_rate, name), getattr(rate, name))
+    with pytest.raises(ConfigError, match="one integration"):
+        lean.__class__((40, 70), case["gain"], case["readnoise"], GT, GT, 1, 7).fit_exposure(
+            np.concatenate([case["data"]] * 2), np.concatenate([case["groupdq"]] * 2),
+            integrations=False)
+
+
 def test_readonly_memmap_passes_without_copy(tmp_path):
     a = np.lib.format.open_memmap(tmp_path / "d.npy", mode="w+", dtype=np.float32,
                                   shape=(1, 4, 3, 5))

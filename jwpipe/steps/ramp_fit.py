@@ -97,14 +97,18 @@ class RampFitter:
                 self.nframes, ngroups, pixeldq=block.pixeldq, avg_dark_current=dark,
                 suppress_one_group=self.params.suppress_one_group,
                 group_range=self._group_range(block), nthreads=self.threads)
-            self.ints = IntegrationResults(
-                allocate((nints, ny, nx), np.float32, spill_dir=self.spill_dir),
-                allocate((nints, ny, nx), np.float32, spill_dir=self.spill_dir),
-                allocate((nints, ny, nx), np.uint32, spill_dir=self.spill_dir),
-                allocate((nints, ny, nx), np.float32, spill_dir=self.spill_dir),
-                allocate((nints, ny, nx), np.float32, spill_dir=self.spill_dir))
-        self.acc.add_block(block.data, block.groupdq, block.zeroframe,
-                           out=self.ints[block.int_start:block.int_stop])
+            if nints > 1:
+                self.ints = IntegrationResults(*(
+                    allocate((nints, ny, nx), dtype, spill_dir=self.spill_dir)
+                    for dtype in (np.float32, np.float32, np.uint32, np.float32, np.float32)))
+        if block.int_start == 0 and block.int_stop == block.nints:
+            # The whole exposure in one block: no running sums (five float64 images) are
+            # needed, and one integration needs no _rateints arrays either.
+            self.acc.fit_exposure(block.data, block.groupdq, block.zeroframe, out=self.ints,
+                                  integrations=self.ints is not None)
+        else:
+            self.acc.add_block(block.data, block.groupdq, block.zeroframe,
+                               out=self.ints[block.int_start:block.int_stop])
 
     def finish(self) -> tuple[ImageModel, CubeModel]:
         if self.acc is None:
@@ -114,6 +118,9 @@ class RampFitter:
         _product_meta(self.product, rate, "ImageModel")
         rate.data, rate.err, rate.dq = result.slope, result.err, result.dq | self.pixeldq
         rate.var_poisson, rate.var_rnoise = result.var_poisson, result.var_rnoise
+        if self.ints is None:  # one integration: no _rateints product
+            rate.meta.cal_step.ramp_fit = "COMPLETE"
+            return rate, None
         ints = CubeModel()
         _product_meta(self.product, ints, "CubeModel")
         ints.data, ints.err = self.ints.slope, self.ints.err
