@@ -138,7 +138,7 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(dm.ImageModel, "_asdf_hdu", boom)
+    monkeypatch.setattr(dm.ImageModel, "_asdf_tree_bytes", boom)
     with pytest.raises(RuntimeError):
         img.save(target)
     assert list(tmp_path.iterdir()) == []

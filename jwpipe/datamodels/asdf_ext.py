@@ -12,9 +12,8 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from astropy.io import fits
 
-__all__ = ["asdf_hdu", "asdf_bytes"]
+__all__ = ["asdf_bytes"]
 
 _NDARRAY_TAG = "tag:stsci.edu:asdf/core/ndarray-1.1.0"
 _PLAIN = (str, int, float, bool, type(None))
@@ -87,10 +86,3 @@ def asdf_bytes(meta: dict, arrays: dict, extra: dict) -> bytes:
     buf = io.BytesIO()
     asdf.AsdfFile(tree).write_to(buf, all_array_storage="inline")
     return buf.getvalue()
-
-
-def asdf_hdu(meta: dict, arrays: dict, extra: dict) -> fits.BinTableHDU:
-    """Build the ASDF extension HDU (see :func:`asdf_bytes`)."""
-    raw = np.frombuffer(asdf_bytes(meta, arrays, extra), dtype=np.uint8)
-    col = fits.Column(name="ASDF_METADATA", format=f"{raw.size}B", array=raw[np.newaxis, :])
-    return fits.BinTableHDU.from_columns([col], name="ASDF")

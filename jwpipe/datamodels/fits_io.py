@@ -317,7 +317,8 @@ def open_hdulist(path) -> fits.HDUList:
     except OSError as exc:
         raise InputFileError(f"{path}: cannot be read ({exc.strerror or exc})") from exc
     if not head.startswith(b"SIMPLE  =") or head[29:30] != b"T":
-        raise NotFitsError(f"{path}: not a FITS file (it does not start with a FITS primary header)")
+        raise NotFitsError(f"{path}: not a FITS file (it does not start with a FITS primary "
+                           "header)")
     try:
         hdul = fits.open(path, memmap=True, lazy_load_hdus=False, mode="readonly")
     except Exception as exc:  # astropy raises OSError, ValueError, VerifyError...

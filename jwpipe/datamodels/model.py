@@ -354,13 +354,13 @@ class DataModel:
                 out.image(obj, obj.dtype, [fits.Card("EXTNAME", extname)])
             else:
                 out.hdu(obj)
-        out.hdu(self._asdf_hdu(tree_arrays))
+        out.bytes_table("ASDF", "ASDF_METADATA", self._asdf_tree_bytes(tree_arrays))
 
-    def _asdf_hdu(self, tree_arrays: dict) -> fits.BinTableHDU:
-        from .asdf_ext import asdf_hdu
+    def _asdf_tree_bytes(self, tree_arrays: dict) -> bytes:
+        from .asdf_ext import asdf_bytes
 
         self._load_asdf()
-        return asdf_hdu(self._tree, tree_arrays, self._asdf_extra)
+        return asdf_bytes(self._tree, tree_arrays, self._asdf_extra)
 
     # -- context management ----------------------------------------------------------------------
     def close(self) -> None:
