@@ -174,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
                                            crds_path=args.crds_path, threads=threads,
                                            **options))
         failures = 0
-        for item, result in zip(args.inputs, run_many_cli(spec, args.inputs, args.jobs), strict=True):
+        results = run_many_cli(spec, args.inputs, args.jobs)
+        for item, result in zip(args.inputs, results, strict=True):
             if isinstance(result, BaseException):
                 failures += 1
                 if args.debug:

@@ -48,7 +48,6 @@ from .steps import KNOWN_STEPS, get_step_class
 from .steps.base import (
     NOT_APPLICABLE,
     RampBlock,
-    RampStep,
     env_threads,
     output_name,
     parse_value,

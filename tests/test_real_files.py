@@ -156,7 +156,7 @@ def test_fits_references_open_as_their_type(row):
     assert model.meta.reftype == row["REFTYPE"]
 
 
-# -- legacy layouts of the ASDF metadata extension in older CRDS files ------------------------------
+# -- legacy layouts of the ASDF metadata extension in older CRDS files ---------------------------
 
 LEGACY_ASDF = [
     pytest.param("crds_refs/nircam/jwst_nircam_mask_0026_newhdr__from_stdatamodels_jwst_"

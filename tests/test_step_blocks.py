@@ -30,14 +30,14 @@ def test_blocks_equal_whole(case, request):
         steps.append(step)
         states.append(step.prepare(raw, {k: refs.get(k, "N/A") for k in cls.reference_types}))
     whole = RampBlock.from_model(raw)
-    for step, state in zip(steps, states):
+    for step, state in zip(steps, states, strict=True):
         step.process_block(whole, state)
     pixeldq = np.zeros_like(whole.pixeldq)
     data, gdq = [], []
     for i in range(nints):
         block = RampBlock(np.array(raw.data[i:i + 1]), np.zeros((1,) + raw.data.shape[1:],
                           np.uint8), pixeldq, i, nints, raw.meta)
-        for step, state in zip(steps, states):
+        for step, state in zip(steps, states, strict=True):
             step.process_block(block, state)
         data.append(block.data)
         gdq.append(block.groupdq)

@@ -19,7 +19,7 @@ def slow_charge_migration(data, gdq, thr):
     its four nearest neighbours."""
     out = gdq.copy()
     nints, ngroups, ny, nx = data.shape
-    for i, g, y, x in zip(*np.nonzero((data > thr) & (gdq != dqflags.DO_NOT_USE))):
+    for i, g, y, x in zip(*np.nonzero((data > thr) & (gdq != dqflags.DO_NOT_USE)), strict=True):
         for yy, xx in ((y, x), (y - 1, x), (y + 1, x), (y, x - 1), (y, x + 1)):
             if 0 <= yy < ny and 0 <= xx < nx:
                 out[i, g:, yy, xx] |= CHLO_DNU

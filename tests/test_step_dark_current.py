@@ -10,7 +10,10 @@ from _stage1_helpers import add_primary_keyword, assert_unchanged, make_ramp, sn
 from jwpipe import datamodels
 from jwpipe import dq as dqflags
 from jwpipe.steps.dark_current import (
-    DarkCurrentStep, average_dark_frames, dark_frames_needed, subtract_dark,
+    DarkCurrentStep,
+    average_dark_frames,
+    dark_frames_needed,
+    subtract_dark,
 )
 
 

@@ -9,7 +9,10 @@ from _stage1_helpers import assert_unchanged, make_ramp, snapshot, write_ref
 
 from jwpipe import dq as dqflags
 from jwpipe.steps.linearity import (
-    LinearityStep, apply_linearity, apply_polynomial, linearity_frame_averaged,
+    LinearityStep,
+    apply_linearity,
+    apply_polynomial,
+    linearity_frame_averaged,
     prepare_coefficients,
 )
 

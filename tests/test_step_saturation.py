@@ -10,7 +10,11 @@ from _stage1_helpers import assert_unchanged, make_ramp, snapshot, write_ref
 from jwpipe import datamodels
 from jwpipe import dq as dqflags
 from jwpipe.steps.saturation import (
-    ATOD_LIMIT, SaturationStep, flag_saturation, grow_mask, prepare_thresholds,
+    ATOD_LIMIT,
+    SaturationStep,
+    flag_saturation,
+    grow_mask,
+    prepare_thresholds,
 )
 
 SAT, DNU, FLOOR = dqflags.SATURATED, dqflags.DO_NOT_USE, dqflags.AD_FLOOR
@@ -25,7 +29,7 @@ def slow_saturation(data, threshold, grow):
         for g in range(ngroups):
             hit |= data[i, g] >= threshold
             grown = np.zeros_like(hit)
-            for y, x in zip(*np.nonzero(hit)):
+            for y, x in zip(*np.nonzero(hit), strict=True):
                 grown[max(0, y - grow):y + grow + 1, max(0, x - grow):x + grow + 1] = True
             gdq[i, g][grown] |= SAT
             gdq[i, g][data[i, g] <= 0] |= FLOOR | DNU
