@@ -15,6 +15,7 @@ __all__ = [
     "MissingKeywordError",
     "ProductTypeError",
     "DataShapeError",
+    "TableFormatError",
     "ReferenceFileError",
     "ReferenceNotFoundError",
     "StepNotImplementedError",
@@ -50,6 +51,13 @@ class ProductTypeError(InputFileError, TypeError):
 
 class DataShapeError(InputFileError, ValueError):
     """Array shapes disagree with header keywords (NGROUPS, NINTS, SUBSIZE...)."""
+
+
+class TableFormatError(JwpipeError, ValueError):
+    """A spectral table or catalog lacks a required extension or column, or cannot be parsed.
+
+    The message names the file (or, before writing, the model attribute), extension and column.
+    """
 
 
 class ReferenceFileError(JwpipeError, ValueError):

@@ -1,7 +1,8 @@
 """JWST products and reference files as data models (FITS + ASDF metadata extension).
 
 ``open(path)`` picks the model class from the file's DATAMODL keyword (or its layout); arrays are
-memory-mapped and converted when first used; ``model.save(path)`` writes atomically.
+memory-mapped and converted when first used; ``model.save(path)`` writes atomically. Extracted
+spectra are in :mod:`.spectra`, ECSV catalogs in :mod:`.catalogs`.
 """
 
 from __future__ import annotations
@@ -10,15 +11,18 @@ from pathlib import Path
 
 from ..errors import ProductTypeError
 from .asn import Association, load_asn, write_asn
+from .catalogs import catalog_meta, read_catalog, write_catalog
 from .fits_io import LazyArray, open_hdulist
 from .meta import Node
 from .model import ArraySpec, DataModel
 from .products import *  # noqa: F403
 from .products import MODEL_CLASSES
 from .products import __all__ as _products_all
+from .spectra import Spectrum, empty_spec_table, spec_dtype
 
 __all__ = ["open", "DataModel", "ArraySpec", "LazyArray", "Node", "Association", "load_asn",
-           "write_asn", "MODEL_CLASSES", *_products_all]
+           "write_asn", "MODEL_CLASSES", "Spectrum", "empty_spec_table", "spec_dtype",
+           "write_catalog", "read_catalog", "catalog_meta", *_products_all]
 
 # Layout fallbacks when DATAMODL is absent: (extension names present, SCI ndim) -> class.
 _REFTYPE_CLASSES = {
@@ -31,7 +35,10 @@ _REFTYPE_CLASSES = {
 
 
 def model_class_for(path) -> type[DataModel]:
-    """The model class a FITS file should open as (DATAMODL, then REFTYPE, then layout)."""
+    """The model class a FITS file should open as (DATAMODL, then REFTYPE, then layout).
+
+    Spectral products of other types (``SpecModel``, ``MRSMultiSpecModel``) open by layout.
+    """
     hdul = open_hdulist(path)
     try:
         header = hdul[0].header
@@ -44,6 +51,10 @@ def model_class_for(path) -> type[DataModel]:
             return MODEL_CLASSES["DarkMIRIModel" if sci.get("NAXIS", 0) == 4 else "DarkModel"]
         if reftype in _REFTYPE_CLASSES:
             return MODEL_CLASSES[_REFTYPE_CLASSES[reftype]]
+        if "EXTRACT1D" in hdul:  # spectra; per-integration rows carry INT_NUM
+            columns = getattr(hdul["EXTRACT1D"], "columns", None)
+            tso = columns is not None and "INT_NUM" in columns.names
+            return MODEL_CLASSES["TSOMultiSpecModel" if tso else "MultiSpecModel"]
         if "SCI" in hdul:
             sci = hdul["SCI"].header
             ndim, bitpix = sci.get("NAXIS", 0), sci.get("BITPIX")

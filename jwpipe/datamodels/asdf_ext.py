@@ -1,10 +1,11 @@
 """The ``ASDF`` FITS extension: the metadata tree (and gwcs WCS) serialised as ASDF bytes.
 
-Arrays stored as FITS extensions are referenced (``source: fits:SCI,1``), not duplicated, as the
-JWST data-model convention requires. A tree of plain values (every stage-1 product) is written
-directly as ASDF-tagged YAML: loading the ``asdf`` library with every installed extension costs
-seconds, more than the rest of a small exposure's processing. Trees holding objects (a gwcs WCS)
-go through the ``asdf`` library.
+Arrays and tables stored as FITS extensions are referenced (``source: fits:SCI,1``), not
+duplicated, as the JWST data-model convention requires; an :class:`ArrayRef` marks such a reference
+anywhere in the tree (``spec[0].spec_table`` of a spectral product). A tree of plain values (every
+stage-1 product) is written directly as ASDF-tagged YAML: loading the ``asdf`` library with every
+installed extension costs seconds, more than the rest of a small exposure's processing. Trees
+holding objects (a gwcs WCS) go through the ``asdf`` library.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import io
 
 import numpy as np
 
-__all__ = ["asdf_bytes"]
+__all__ = ["asdf_bytes", "ArrayRef"]
 
 _NDARRAY_TAG = "tag:stsci.edu:asdf/core/ndarray-1.1.0"
 _PLAIN = (str, int, float, bool, type(None))
@@ -28,6 +29,8 @@ def _is_plain(value) -> bool:
 
 
 def _to_python(value):
+    if isinstance(value, ArrayRef):
+        return ArrayRef(_to_python(dict(value)))
     if isinstance(value, dict):
         return {k: _to_python(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -41,8 +44,9 @@ class _Root(dict):
     pass
 
 
-class _NdRef(dict):
-    pass
+class ArrayRef(dict):
+    """An ``ndarray`` node whose data lives in a FITS extension (``source``, ``datatype``,
+    ``byteorder``, ``shape`` as in the ASDF ndarray schema)."""
 
 
 def _yaml_bytes(tree: dict) -> bytes:
@@ -56,7 +60,7 @@ def _yaml_bytes(tree: dict) -> bytes:
     Dumper.add_representer(
         _Root, lambda d, v: d.represent_mapping("!core/asdf-1.1.0", dict(v)))
     Dumper.add_representer(
-        _NdRef, lambda d, v: d.represent_mapping("!core/ndarray-1.1.0", dict(v)))
+        ArrayRef, lambda d, v: d.represent_mapping("!core/ndarray-1.1.0", dict(v)))
     root = _Root(asdf_library={"name": "jwpipe", "version": __version__,
                                "author": "jwpipe developers", "homepage": ""})
     root.update(tree)
@@ -74,12 +78,21 @@ def asdf_bytes(meta: dict, arrays: dict, extra: dict) -> bytes:
         tree = {k: _to_python(v) for k, v in extra.items()}
         tree["meta"] = _to_python(meta)
         for name, ref in arrays.items():
-            tree[name] = _NdRef(ref)
+            tree[name] = ArrayRef(ref)
         return _yaml_bytes(tree)
     import asdf
     from asdf.tagged import TaggedDict
 
-    tree = dict(extra)
+    def tag_refs(value):
+        if isinstance(value, ArrayRef):
+            return TaggedDict(dict(value), _NDARRAY_TAG)
+        if type(value) is dict:  # tagged and other mapping types are kept as they are
+            return {k: tag_refs(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [tag_refs(v) for v in value]
+        return value
+
+    tree = {k: tag_refs(v) for k, v in extra.items()}
     tree["meta"] = meta
     for name, ref in arrays.items():
         tree[name] = TaggedDict(ref, _NDARRAY_TAG)

@@ -175,6 +175,30 @@ KEYWORDS: tuple[tuple[str, str, str, type], ...] = tuple(
     + [(path, kw, "SCI", t) for path, kw, t in _SCI]
 )
 
+#: Per-spectrum metadata of spectral products (``specmeta`` schema): (attribute, keyword, type),
+#: in the header of each spectrum's EXTRACT1D extension rather than in ``meta``.
+SPECTRUM_KEYWORDS: tuple[tuple[str, str, type], ...] = (
+    ("name", "SLTNAME", S), ("slitlet_id", "SLITID", INT), ("source_id", "SOURCEID", INT),
+    ("source_name", "SRCNAME", S), ("source_alias", "SRCALIAS", S),
+    ("stellarity", "STLARITY", F), ("source_type", "SRCTYPE", S),
+    ("ta_xpos", "TA_XPOS", F), ("ta_ypos", "TA_YPOS", F),
+    ("source_xpos", "SRCXPOS", F), ("source_ypos", "SRCYPOS", F),
+    ("source_ra", "SRCRA", F), ("source_dec", "SRCDEC", F),
+    ("extraction_x", "EXTR_X", F), ("extraction_y", "EXTR_Y", F),
+    ("extraction_xstart", "EXTRXSTR", F), ("extraction_xstop", "EXTRXSTP", F),
+    ("extraction_ystart", "EXTRYSTR", F), ("extraction_ystop", "EXTRYSTP", F),
+    ("shutter_state", "SHUTSTA", S), ("slit_ra", "SLIT_RA", F), ("slit_dec", "SLIT_DEC", F),
+    ("quadrant", "MSAQUAD", INT), ("slit_xscale", "SLTXSCL", F), ("slit_yscale", "SLTYSCL", F),
+    ("spectral_order", "SPORDER", INT), ("dispersion_direction", "DISPAXIS", INT),
+    ("detector", "DETECTOR", S), ("int_num", "INT_NUM", INT),
+    ("time_sys", "TIMESYS", S), ("time_unit", "TIMEUNIT", S),
+    ("start_time_mjd", "MJD-BEG", F), ("mid_time_mjd", "MJD-AVG", F),
+    ("end_time_mjd", "MJD-END", F), ("start_tdb", "TDB-BEG", F), ("mid_tdb", "TDB-MID", F),
+    ("end_tdb", "TDB-END", F), ("wavelength_corrected", "WAVECOR", B),
+    ("pathloss_correction_type", "PTHLOSS", S), ("barshadow_corrected", "BARSHDW", B),
+    ("s_region", "S_REGION", S), ("position_angle", "PA_APER", F),
+)
+
 #: Keywords that the FITS standard or the writer itself owns; never copied as metadata.
 STRUCTURAL = frozenset(
     "SIMPLE BITPIX NAXIS EXTEND XTENSION PCOUNT GCOUNT BSCALE BZERO EXTNAME EXTVER TFIELDS "

@@ -258,6 +258,8 @@ class DataModel:
                     log.warning("%s: extension %s has non-standard type %r; it is not carried "
                                 "into products written from this file", path, extname, xtension)
                     continue
+                if self._read_extension(extname, hdu):
+                    continue
                 if extname == "SCI" and not sci_seen:
                     sci_seen = True
                     self._read_header(hdu.header, "SCI")
@@ -280,6 +282,10 @@ class DataModel:
                     self._extra_hdus.append((extname, hdu.copy()))
         finally:
             hdul.close()
+
+    def _read_extension(self, extname: str, hdu) -> bool:
+        """Take an extension this class stores in its own way; False leaves it to ``_read``."""
+        return False
 
     def _read_header(self, header: fits.Header, hdu: str) -> None:
         meta = self.meta
@@ -349,18 +355,23 @@ class DataModel:
             value = self._tables.get(name)
             if value is not None:
                 out.hdu(fits.BinTableHDU(data=value, name=extname))
+        tree_extra = self._write_extensions(out)
         for extname, obj in self._extra_hdus:
             if isinstance(obj, LazyArray):
                 out.image(obj, obj.dtype, [fits.Card("EXTNAME", extname)])
             else:
                 out.hdu(obj)
-        out.bytes_table("ASDF", "ASDF_METADATA", self._asdf_tree_bytes(tree_arrays))
+        out.bytes_table("ASDF", "ASDF_METADATA", self._asdf_tree_bytes(tree_arrays, tree_extra))
 
-    def _asdf_tree_bytes(self, tree_arrays: dict) -> bytes:
+    def _write_extensions(self, out: FitsAssembler) -> dict:
+        """Write extensions this class stores in its own way; return their ASDF tree entries."""
+        return {}
+
+    def _asdf_tree_bytes(self, tree_arrays: dict, tree_extra: dict | None = None) -> bytes:
         from .asdf_ext import asdf_bytes
 
         self._load_asdf()
-        return asdf_bytes(self._tree, tree_arrays, self._asdf_extra)
+        return asdf_bytes(self._tree, tree_arrays, {**self._asdf_extra, **(tree_extra or {})})
 
     # -- context management ----------------------------------------------------------------------
     def close(self) -> None:

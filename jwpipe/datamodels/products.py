@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .model import ArraySpec as A
 from .model import DataModel
+from .spectra import MultiSpecModel, TSOMultiSpecModel
 
 __all__ = [
     "Level1bModel", "RampModel", "ImageModel", "IFUImageModel", "CubeModel", "DarkRampModel",
@@ -11,7 +12,7 @@ __all__ = [
     "SuperBiasModel", "LinearityModel", "DarkModel", "DarkMIRIModel", "IPCModel", "ResetModel",
     "RSCDModel", "FlatModel", "PixelAreaModel", "PhotomModel", "TrapDensityModel",
     "TrapParsModel", "PersistenceSatModel", "TrapsFilledModel", "ReferenceModel",
-    "MODEL_CLASSES",
+    "MultiSpecModel", "TSOMultiSpecModel", "MODEL_CLASSES",
 ]
 
 _SCIENCE_VARIANCES = {
@@ -238,6 +239,7 @@ MODEL_CLASSES: dict[str, type[DataModel]] = {
                 RampFitOutputModel, GainModel, ReadnoiseModel, MaskModel, SaturationModel,
                 SuperBiasModel, LinearityModel, DarkModel, DarkMIRIModel, IPCModel, ResetModel,
                 RSCDModel, FlatModel, PixelAreaModel, PhotomModel, TrapDensityModel,
-                TrapParsModel, PersistenceSatModel, TrapsFilledModel)
+                TrapParsModel, PersistenceSatModel, TrapsFilledModel, MultiSpecModel,
+                TSOMultiSpecModel)
 }
 MODEL_CLASSES["DataModel"] = DataModel
