@@ -146,9 +146,14 @@ def _kernel_array(a, dtype, name: str, shape: tuple[int, ...] | None = None,
 
 
 def _optional_image(a, dtype, name: str, shape: tuple[int, int]):
-    """A per-pixel input that may be constant: (array, 0) or (None, value) for None or a scalar."""
+    """A per-pixel input that may be constant: (array, 0), or (None, value) for None, a scalar or
+    a broadcast view of one value (all strides 0, as ``np.broadcast_to`` makes)."""
     if a is None:
         return None, 0
+    if isinstance(a, np.ndarray) and a.ndim and a.size and not any(a.strides):
+        if a.shape != tuple(shape):
+            raise ConfigError(f"{name} must have shape {tuple(shape)}, got {a.shape}")
+        a = a.reshape(-1)[0]
     if np.ndim(a) == 0:
         return None, np.asarray(a, dtype=dtype)[()].item()
     return _kernel_array(a, dtype, name, shape), 0

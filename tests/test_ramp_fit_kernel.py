@@ -259,6 +259,23 @@ def test_one_integration_without_integration_arrays_is_identical(seed):
             integrations=False)
 
 
+def test_constant_dark_as_broadcast_view_equals_full_array():
+    """The dark step stores a constant average dark current as a zero-stride view; the fit must
+    treat it as that constant (no (ny, nx) copy) and give the same results as a full array."""
+    case = random_ramps(5, nints=2, ngroups=6, ny=8, nx=9)
+    results = []
+    for dark in (np.full((8, 9), 0.37, np.float32), np.broadcast_to(np.float32(0.37), (8, 9))):
+        acc = rf.RampFitAccumulator((8, 9), case["gain"], case["readnoise"], GT, GT, 1, 6,
+                                    avg_dark_current=dark)
+        results.append(acc.fit_exposure(case["data"], case["groupdq"])[0])
+    assert acc.dark is None and acc.dark_value == pytest.approx(0.37)
+    for name in (*FLOATS, "dq"):
+        np.testing.assert_array_equal(getattr(results[1], name), getattr(results[0], name))
+    with pytest.raises(ConfigError, match="shape"):
+        rf.RampFitAccumulator((8, 9), case["gain"], case["readnoise"], GT, GT, 1, 6,
+                              avg_dark_current=np.broadcast_to(np.float32(1), (8, 8)))
+
+
 def test_readonly_memmap_passes_without_copy(tmp_path):
     a = np.lib.format.open_memmap(tmp_path / "d.npy", mode="w+", dtype=np.float32,
                                   shape=(1, 4, 3, 5))

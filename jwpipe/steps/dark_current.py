@@ -274,7 +274,7 @@ class DarkCurrentStep(RampStep):
             ny, nx = ref.lazy("data").shape[-2:]
         if self.params.average_dark_current is not None:
             value = float(self.params.average_dark_current)
-            model.average_dark_current = np.full((ny, nx), value, np.float32)
+            model.average_dark_current = _constant_image(value, (ny, nx))
             log.info("using Poisson noise from average dark current %s e-/s", value)
             return
         array = None
@@ -289,7 +289,7 @@ class DarkCurrentStep(RampStep):
             return
         value = ref.meta.exposure.average_dark_current  # the AVDRKCUR keyword
         if value is not None:
-            model.average_dark_current = np.full((ny, nx), float(value), np.float32)
+            model.average_dark_current = _constant_image(value, (ny, nx))
 
     def _save_dark(self, ref, dark, flags, ngroups, nframes, groupgap):
         from .. import datamodels
@@ -310,3 +310,9 @@ class DarkCurrentStep(RampStep):
             path = Path(self.params.output_dir) / path
         out.save(path)
         log.info("saved the dark used to %s", path)
+
+
+def _constant_image(value: float, shape: tuple[int, int]) -> np.ndarray:
+    """A read-only (ny, nx) float32 view of one value: no full-frame array is allocated, and
+    ramp fitting recognises it as a constant (written out in full only if the ramp is saved)."""
+    return np.broadcast_to(np.float32(value), shape)

@@ -110,6 +110,10 @@ class JumpStep(RampStep):
         setup.n_snowballs += result.n_snowballs
         setup.n_showers += result.n_showers
 
+    def release(self, setup: _JumpSetup) -> _JumpSetup:
+        setup.gain = setup.readnoise = None  # finish needs the counts only
+        return setup
+
     def finish(self, model, setup: _JumpSetup) -> None:
         from ..logs import get_logger
 
