@@ -460,6 +460,7 @@ def run_ramp_chain(pipeline, init):
         raise DataShapeError(f"{source}: the exposure has no integrations to fit")
     t0 = time.perf_counter()
     rate, rateints = fitter.finish()
+    fitopt = fitter.fitopt  # save_opt: the per-segment product (else None)
     fit_seconds += time.perf_counter() - t0
     fitter = None  # its accumulators are not needed for the products
     if nints <= 1:
@@ -476,6 +477,10 @@ def run_ramp_chain(pipeline, init):
         if rateints is not None and nints > 1:
             path = rateints.save(output_name(source, "rateints", out_dir))
             log.info("wrote %s", path)
+        if fitopt is not None:
+            path = fitopt.save(output_name(source, "fitopt", out_dir))
+            log.info("wrote %s", path)
+    fitopt = None
     log.info("peak memory %.0f MiB", peak_rss_mb())
     return rate
 

@@ -32,6 +32,31 @@ reproduced to the bit on the reference outputs (see ``tests/test_ramp_fit_kernel
 - The median rate of an integration is the median of its clean first differences (group 0 over
   TGROUP if there are none), 0 if undefined; the exposure uses the mean over integrations.
 
+Optional per-segment results (``save_opt``, the ``_fitopt`` product; :class:`OptionalResults`),
+as the reference's OLS_C fitter defines them (stcal ``slope_fitter.c``):
+
+- Segment ``k`` of an integration is its k-th fitted segment in ramp order (the segments above,
+  after the length-1 pruning); the segment axis is as long as the most segments of any
+  pixel-integration (at least 1), the cosmic-ray axis as the most JUMP_DET groups after the first
+  group of any pixel-integration (at least 1; the reference leaves it 0 wide when there is none).
+  Unused entries are 0.
+- SLOPE (DN/s), VAR_POISSON and VAR_RNOISE per segment as used in the fit; WEIGHTS = 1 / (var_P +
+  var_R)^2. For n >= 3 groups, SIGSLOPE = sqrt(sum w / D) and YINT = (sum w x^2 sum w y - sum w x
+  sum w x y) / D, SIGYINT = sqrt(sum w x^2 / D) with the fit's weights w, D = sum w sum w x^2 -
+  (sum w x)^2 and x the group number (so YINT is the value at the first fitted group, DN; SIGSLOPE
+  is per group, not divided by TGROUP). For 2 groups SIGSLOPE = SIGYINT = 1.41421356 RN (electrons)
+  and YINT the line through both extrapolated to group 0; for 1 group all three are 0.
+- PEDESTAL = group 0 - (integration slope) * ((NFRAMES + 1) / 2 + DRPFRMS1) / (NFRAMES +
+  GROUPGAP), 0 where the integration's DQ has SATURATED (since stcal 1.20 that includes partial
+  saturation) or the value is NaN. The factor is the time of group 0 in units of TGROUP while the
+  slope is in DN/s, as in the reference: the result is the zero-time level only for TGROUP = 1 s.
+- CRMAG: the jump of every group after the first flagged JUMP_DET, its value minus the previous
+  group's (NaN when either is SATURATED), in ramp order.
+- As for the per-integration results, VAR_POISSON and WEIGHTS use each integration's own median
+  rate (the reference: the exposure mean; identical for one integration). With ``group_range``
+  the first fitted group is group 0 for YINT, PEDESTAL and CRMAG (the reference's MIRI group
+  trimming; with its ``firstgroup`` the reference keeps the earlier groups in the count).
+
 Integrations stream through :class:`RampFitAccumulator` in blocks, so memory stays flat in NINTS:
 the exposure results need only per-pixel float64 sums. Because the exposure-wide median rate is
 only known at the end, the per-integration Poisson variance (and ERR) use *that integration's own*
@@ -57,6 +82,7 @@ from .errors import ConfigError
 __all__ = [
     "IntegrationResults",
     "ExposureResult",
+    "OptionalResults",
     "RampFitAccumulator",
     "fit_ramps",
     "usable_group_range",
@@ -120,6 +146,74 @@ class ExposureResult:
     dq: np.ndarray
     var_poisson: np.ndarray
     var_rnoise: np.ndarray
+
+
+_OPT_NAMES = ("slope", "sigslope", "var_poisson", "var_rnoise", "yint", "sigyint", "pedestal",
+              "weights", "crmag")
+
+
+@dataclass(frozen=True)
+class OptionalResults:
+    """Per-segment ramp-fit results (the ``_fitopt`` product); all float32, C-contiguous.
+
+    ``nseg`` is the most fitted segments of any pixel-integration, ``ncr`` the most cosmic rays
+    (both at least 1); entries past a pixel's own count are 0. Large arrays may be disk-backed
+    (:func:`jwpipe.datamodels.spill.allocate`).
+
+    Attributes
+    ----------
+    slope : ndarray of shape (nints, nseg, ny, nx)
+        Segment slope, DN/s.
+    sigslope : ndarray of shape (nints, nseg, ny, nx)
+        Sigma of the segment slope as the reference stores it (per group, see the module notes).
+    var_poisson, var_rnoise : ndarray of shape (nints, nseg, ny, nx)
+        Poisson and read-noise variances of the segment slope, (DN/s)^2.
+    yint, sigyint : ndarray of shape (nints, nseg, ny, nx)
+        Segment intercept at the first fitted group (DN) and its sigma.
+    pedestal : ndarray of shape (nints, ny, nx)
+        Group 0 extrapolated back by the integration slope, DN (0 where SATURATED).
+    weights : ndarray of shape (nints, nseg, ny, nx)
+        1 / (var_poisson + var_rnoise)^2 of the segment.
+    crmag : ndarray of shape (nints, ncr, ny, nx)
+        Cosmic-ray magnitudes (jumps at JUMP_DET groups), DN.
+    """
+
+    slope: np.ndarray
+    sigslope: np.ndarray
+    var_poisson: np.ndarray
+    var_rnoise: np.ndarray
+    yint: np.ndarray
+    sigyint: np.ndarray
+    pedestal: np.ndarray
+    weights: np.ndarray
+    crmag: np.ndarray
+
+    @classmethod
+    def allocate(cls, nints: int, nseg: int, ncr: int, shape: tuple[int, int], *, fill=None,
+                 spill_dir=None) -> OptionalResults:
+        """Arrays for ``nints`` integrations (disk-backed when large; uninitialised unless fill)."""
+        from .datamodels.spill import allocate
+
+        seg = (int(nints), int(nseg), *shape)
+        arrays = {name: allocate(seg, np.float32, fill=fill, spill_dir=spill_dir)
+                  for name in _OPT_NAMES if name not in ("pedestal", "crmag")}
+        arrays["pedestal"] = allocate((int(nints), *shape), np.float32, fill=fill,
+                                      spill_dir=spill_dir)
+        arrays["crmag"] = allocate((int(nints), int(ncr), *shape), np.float32, fill=fill,
+                                   spill_dir=spill_dir)
+        return cls(**arrays)
+
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        """The nine arrays in the kernel's order (slope ... sigyint, pedestal, weights, crmag)."""
+        return tuple(getattr(self, name) for name in _OPT_NAMES)
+
+    @property
+    def nseg(self) -> int:
+        return self.slope.shape[1]
+
+    @property
+    def ncr(self) -> int:
+        return self.crmag.shape[1]
 
 
 def _kernel_array(a, dtype, name: str, shape: tuple[int, ...] | None = None,
@@ -223,11 +317,19 @@ class RampFitAccumulator:
     nthreads : int
         OpenMP threads for the kernel (results do not depend on it; a build without OpenMP, see
         ``jwpipe.show_config()``, runs serially).
+    save_opt : bool
+        Also compute the per-segment results (:meth:`optional_results`). Every pixel then goes
+        through the per-pixel fit (slower; the other results are identical).
+    groupgap, drop_frames1 : int
+        GROUPGAP and DRPFRMS1, for the fitopt PEDESTAL only.
+    spill_dir : path, optional
+        Where large fitopt arrays spill to disk (see :func:`jwpipe.datamodels.spill.allocate`).
     """
 
     def __init__(self, shape, gain, readnoise, group_time, frame_time, nframes, ngroups, *,
                  pixeldq=None, avg_dark_current=None, suppress_one_group=True,
-                 group_range=None, nthreads=1):
+                 group_range=None, nthreads=1, save_opt=False, groupgap=0, drop_frames1=0,
+                 spill_dir=None):
         from ._ext._ramp_fit import RampFitKernel
 
         try:
@@ -277,10 +379,16 @@ class RampFitAccumulator:
         self._sums = None  # running sums, allocated by the first add_block
         self._exposure = None  # result of fit_exposure
         self._nints = 0
+        self.save_opt = bool(save_opt)
+        self.spill_dir = spill_dir
+        self._opt_blocks: list[OptionalResults] = []  # fitopt results of each block, in order
+        # The reference's pedestal factor, evaluated as it does (integer frame counts).
+        pedestal_factor = ((nframes + 1) / 2.0 + int(drop_frames1 or 0)) / (
+            nframes + int(groupgap or 0))
         self._kernel = RampFitKernel(self.gain, self.readnoise, self.dark, self.dark_value,
                                      self.pixeldq, self.ngroups, first, stop, nframes,
                                      self.group_time, self.frame_time, self.one_group_time,
-                                     self.suppress_one_group)
+                                     self.suppress_one_group, pedestal_factor)
 
     def _sums_dq_state(self):
         if self._sums is None:
@@ -318,9 +426,71 @@ class RampFitAccumulator:
         if self._exposure is not None:
             raise ConfigError("this accumulator already fitted a whole exposure (fit_exposure)")
         data, groupdq, zeroframe, out = self._prepare(data, groupdq, zeroframe, out)
+        opt = self._opt_block(data, groupdq, zeroframe)
         self._kernel.fit_block(data, groupdq, zeroframe, _arrays(out), self._sums_dq_state(),
-                               self.nthreads)
+                               self.nthreads, None if opt is None else opt.arrays())
+        self._keep_opt(opt)
         self._nints += data.shape[0]
+        return out
+
+    def _opt_block(self, data, groupdq, zeroframe):
+        """Fitopt arrays sized for this block (None without save_opt).
+
+        The segment and cosmic-ray axes of the product are only known once every integration
+        has been fitted. Each block is sized by a counting pass of the kernel over the block
+        (segment finding only, no fitting), its results kept in arrays of exactly that size
+        (disk-backed when large), and :meth:`optional_results` pastes the blocks into the
+        product's arrays at the end: memory stays bounded by one block, and no capacity has to
+        be guessed (the worst case, NGROUPS / 2 segments, would multiply the disk use).
+        """
+        if not self.save_opt:
+            return None
+        nseg, ncr = self._kernel.opt_counts(data, groupdq, zeroframe, self.nthreads)
+        return OptionalResults.allocate(data.shape[0], max(1, nseg), max(1, ncr), self.shape,
+                                        spill_dir=self.spill_dir)
+
+    def _keep_opt(self, opt) -> None:
+        if opt is not None:
+            from .datamodels.spill import release_pages
+
+            for a in opt.arrays():
+                release_pages(a)
+            self._opt_blocks.append(opt)
+
+    def optional_results(self) -> OptionalResults:
+        """The per-segment results of all integrations added so far (needs ``save_opt``).
+
+        Returns
+        -------
+        OptionalResults
+            Segment axis as long as the most segments of any pixel-integration, cosmic-ray
+            axis as the most cosmic rays (both at least 1); unused entries 0.
+        """
+        from .datamodels.spill import release_pages
+
+        if not self.save_opt:
+            raise ConfigError("optional_results needs an accumulator made with save_opt=True")
+        blocks = self._opt_blocks
+        if not blocks:
+            return OptionalResults.allocate(0, 1, 1, self.shape, fill=0, spill_dir=self.spill_dir)
+        nseg = max(b.nseg for b in blocks)
+        ncr = max(b.ncr for b in blocks)
+        if len(blocks) == 1 and blocks[0].nseg == nseg and blocks[0].ncr == ncr:
+            return blocks[0]
+        out = OptionalResults.allocate(self._nints, nseg, ncr, self.shape, fill=0,
+                                       spill_dir=self.spill_dir)
+        start = 0
+        for b in blocks:  # one block at a time, so only one is ever resident
+            stop = start + b.pedestal.shape[0]
+            for name in _OPT_NAMES:
+                src, dst = getattr(b, name), getattr(out, name)
+                if name == "pedestal":
+                    dst[start:stop] = src
+                else:
+                    dst[start:stop, :src.shape[1]] = src
+                release_pages(dst[start:stop])
+            start = stop
+        self._opt_blocks = [out]  # the blocks' temporary files go with them
         return out
 
     def _prepare(self, data, groupdq, zeroframe, out):
@@ -376,8 +546,10 @@ class RampFitAccumulator:
             # results, and with one integration they agree: both may share the same memory.
             out = IntegrationResults(*(a.reshape(1, *a.shape) for a in _arrays(rate)))
         data, groupdq, zeroframe, out = self._prepare(data, groupdq, zeroframe, out)
+        opt = self._opt_block(data, groupdq, zeroframe)
         self._kernel.fit_exposure(data, groupdq, zeroframe, _arrays(out), _arrays(rate, 1),
-                                  self.nthreads)
+                                  self.nthreads, None if opt is None else opt.arrays())
+        self._keep_opt(opt)
         self._exposure = rate
         self._nints = data.shape[0]
         return rate, (out if integrations else None)
@@ -418,7 +590,8 @@ def _blocks(nints: int, per_block: int) -> Iterator[slice]:
 
 def fit_ramps(data, groupdq, gain, readnoise, group_time, frame_time, nframes, *, pixeldq=None,
               zeroframe=None, avg_dark_current=None, suppress_one_group=True, group_range=None,
-              block_ints=None, nthreads=1) -> tuple[ExposureResult, IntegrationResults]:
+              block_ints=None, nthreads=1, save_opt=False, groupgap=0, drop_frames1=0,
+              spill_dir=None):
     """Fit all ramps of an exposure (a convenience over :class:`RampFitAccumulator`).
 
     Parameters
@@ -428,7 +601,7 @@ def fit_ramps(data, groupdq, gain, readnoise, group_time, frame_time, nframes, *
     groupdq : ndarray of shape (nints, ngroups, ny, nx), uint8
         Group DQ.
     gain, readnoise, group_time, frame_time, nframes, pixeldq, avg_dark_current,
-    suppress_one_group, group_range, nthreads
+    suppress_one_group, group_range, nthreads, save_opt, groupgap, drop_frames1, spill_dir
         As for :class:`RampFitAccumulator` (``readnoise`` is the CDS noise in DN).
     zeroframe : ndarray of shape (nints, ny, nx), float32, optional
         ZEROFRAME (used only with ``suppress_one_group=False``).
@@ -438,8 +611,9 @@ def fit_ramps(data, groupdq, gain, readnoise, group_time, frame_time, nframes, *
 
     Returns
     -------
-    (ExposureResult, IntegrationResults)
-        The ``rate`` arrays (ny, nx) and the ``rateints`` arrays (nints, ny, nx).
+    (ExposureResult, IntegrationResults) or (ExposureResult, IntegrationResults, OptionalResults)
+        The ``rate`` arrays (ny, nx) and the ``rateints`` arrays (nints, ny, nx); with
+        ``save_opt`` also the ``fitopt`` arrays.
     """
     data = np.asarray(data)
     if data.ndim != 4:
@@ -455,7 +629,8 @@ def fit_ramps(data, groupdq, gain, readnoise, group_time, frame_time, nframes, *
     acc = RampFitAccumulator((ny, nx), gain, readnoise, group_time, frame_time, nframes, ngroups,
                              pixeldq=pixeldq, avg_dark_current=avg_dark_current,
                              suppress_one_group=suppress_one_group, group_range=group_range,
-                             nthreads=nthreads)
+                             nthreads=nthreads, save_opt=save_opt, groupgap=groupgap,
+                             drop_frames1=drop_frames1, spill_dir=spill_dir)
     if block_ints is None:
         ready = (data.dtype == np.dtype(np.float32) and data.flags.c_contiguous
                  and groupdq.dtype == np.uint8 and groupdq.flags.c_contiguous)
@@ -463,9 +638,13 @@ def fit_ramps(data, groupdq, gain, readnoise, group_time, frame_time, nframes, *
         block_ints = nints if ready else max(1, (256 << 20) // per_int)
     block_ints = max(1, int(block_ints))
     if block_ints >= nints:  # one pass: no running sums needed
-        return acc.fit_exposure(data, groupdq, zeroframe)
-    ints = IntegrationResults.empty(nints, (ny, nx))
-    for sl in _blocks(nints, block_ints):
-        acc.add_block(data[sl], groupdq[sl], None if zeroframe is None else zeroframe[sl],
-                      out=ints[sl])
-    return acc.finish(), ints
+        rate, ints = acc.fit_exposure(data, groupdq, zeroframe)
+    else:
+        ints = IntegrationResults.empty(nints, (ny, nx))
+        for sl in _blocks(nints, block_ints):
+            acc.add_block(data[sl], groupdq[sl], None if zeroframe is None else zeroframe[sl],
+                          out=ints[sl])
+        rate = acc.finish()
+    if save_opt:
+        return rate, ints, acc.optional_results()
+    return rate, ints

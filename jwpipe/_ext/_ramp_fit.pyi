@@ -11,6 +11,9 @@ _Results = tuple[
 ]
 # (sums (5, ny, nx) float64, dq (ny, nx) uint32, state (ny, nx) uint8)
 _Sums = tuple[npt.NDArray[np.float64], npt.NDArray[np.uint32], npt.NDArray[np.uint8]]
+# fitopt (slope, sigslope, var_poisson, var_rnoise, yint, sigyint, pedestal, weights, crmag),
+# float32 C-contiguous: (n, S, ny, nx) per segment, pedestal (n, ny, nx), crmag (n, C, ny, nx)
+_Opt = tuple[npt.NDArray[np.float32], ...]
 
 class RampFitKernel:
     def __init__(
@@ -28,6 +31,7 @@ class RampFitKernel:
         frame_time: float,
         one_group_time: float,
         suppress_one_group: bool,
+        pedestal_factor: float = 1.0,
     ) -> None: ...
     def fit_block(
         self,
@@ -37,6 +41,7 @@ class RampFitKernel:
         ints: _Results,
         sums_dq_state: _Sums,
         nthreads: int,
+        opt: _Opt | None = None,
     ) -> None: ...
     def fit_exposure(
         self,
@@ -46,5 +51,13 @@ class RampFitKernel:
         ints: _Results,
         rate: _Results,
         nthreads: int,
+        opt: _Opt | None = None,
     ) -> None: ...
+    def opt_counts(
+        self,
+        data: npt.NDArray[np.float32],
+        groupdq: npt.NDArray[np.uint8],
+        zeroframe: npt.NDArray[np.float32] | None,
+        nthreads: int,
+    ) -> tuple[int, int]: ...
     def finish(self, nints: int, sums_dq_state: _Sums, rate: _Results, nthreads: int) -> None: ...

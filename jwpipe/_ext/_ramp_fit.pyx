@@ -14,6 +14,7 @@ cdef extern from "ramp_fit.h" nogil:
         const float *dark
         double dark_value
         const uint32_t *pixeldq
+        double pedestal_factor
 
     ctypedef struct jw_rf_image:
         float *slope
@@ -31,9 +32,24 @@ cdef extern from "ramp_fit.h" nogil:
         uint32_t *dq
         uint8_t *state
 
+    ctypedef struct jw_rf_opt:
+        int seg_cap, cr_cap
+        float *slope
+        float *sigslope
+        float *var_poisson
+        float *var_rnoise
+        float *yint
+        float *sigyint
+        float *weights
+        float *pedestal
+        float *crmag
+
     int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uint8_t *groupdq,
                           const float *zeroframe, const jw_rf_image *ints, const jw_rf_accum *acc,
-                          const jw_rf_image *rate, int nthreads)
+                          const jw_rf_image *rate, const jw_rf_opt *opt, int nthreads)
+    int jw_ramp_fit_opt_counts(const jw_rf_setup *s, int nb, const float *data,
+                               const uint8_t *groupdq, const float *zeroframe, int *max_segs,
+                               int *max_crs, int nthreads)
     int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
                            const jw_rf_image *rate, int nthreads)
 
@@ -96,6 +112,42 @@ cdef int _accum(object sums_dq_state, Py_ssize_t ny, Py_ssize_t nx, jw_rf_accum 
     return 0
 
 
+cdef int _opt(object arrays, Py_ssize_t n, Py_ssize_t ny, Py_ssize_t nx, jw_rf_opt *out) except -1:
+    """Point ``out`` at the fitopt arrays (slope, sigslope, var_poisson, var_rnoise, yint, sigyint,
+    pedestal, weights, crmag): float32, (n, S, ny, nx) per segment, pedestal (n, ny, nx), crmag
+    (n, C, ny, nx)."""
+    cdef float[:, :, :, ::1] slope, sigslope, vp, vr, yint, sigyint, weights, crmag
+    cdef float[:, :, ::1] pedestal
+    slope, sigslope, vp, vr, yint, sigyint, pedestal, weights, crmag = arrays
+    cdef Py_ssize_t cap = slope.shape[1]
+    want = (n, cap, ny, nx)
+    for a in arrays[:6] + arrays[7:8]:
+        if tuple(a.shape) != want:
+            raise ValueError(f"fitopt segment arrays must have shape {want}")
+    if not _same3(pedestal.shape, n, ny, nx):
+        raise ValueError(f"fitopt pedestal must have shape {(n, ny, nx)}")
+    if not (crmag.shape[0] == n and crmag.shape[2] == ny and crmag.shape[3] == nx):
+        raise ValueError(f"fitopt crmag must have shape (n, C, ny, nx) with n, ny, nx = {(n, ny, nx)}")
+    if cap < 1:
+        raise ValueError("fitopt arrays need at least one segment")
+    out.seg_cap = <int>cap
+    out.cr_cap = <int>crmag.shape[1]
+    if n == 0:
+        raise ValueError("fitopt arrays need at least one integration")
+    out.slope = &slope[0, 0, 0, 0]
+    out.sigslope = &sigslope[0, 0, 0, 0]
+    out.var_poisson = &vp[0, 0, 0, 0]
+    out.var_rnoise = &vr[0, 0, 0, 0]
+    out.yint = &yint[0, 0, 0, 0]
+    out.sigyint = &sigyint[0, 0, 0, 0]
+    out.weights = &weights[0, 0, 0, 0]
+    out.pedestal = &pedestal[0, 0, 0]
+    out.crmag = NULL
+    if out.cr_cap > 0:
+        out.crmag = &crmag[0, 0, 0, 0]
+    return 0
+
+
 cdef class RampFitKernel:
     """Per-exposure constants of the ramp-fitting kernel; see ``jwpipe.ramp_fitting``.
 
@@ -111,7 +163,8 @@ cdef class RampFitKernel:
     def __cinit__(self, const float[:, ::1] gain, const float[:, ::1] readnoise,
                   const float[:, ::1] dark, double dark_value, const uint32_t[:, ::1] pixeldq,
                   int ngroups, int first, int stop, int nframes, double group_time,
-                  double frame_time, double one_group_time, bint suppress_one_group):
+                  double frame_time, double one_group_time, bint suppress_one_group,
+                  double pedestal_factor=1.0):
         cdef Py_ssize_t ny = gain.shape[0], nx = gain.shape[1]
         if not _same2(readnoise.shape, ny, nx):
             raise ValueError("RampFitKernel: readnoise must have the shape of gain")
@@ -142,6 +195,7 @@ cdef class RampFitKernel:
         self.s.dark = NULL
         self.s.dark_value = dark_value
         self.s.pixeldq = NULL
+        self.s.pedestal_factor = pedestal_factor
         if dark is not None:
             self.s.dark = &dark[0, 0]
         if pixeldq is not None:
@@ -149,9 +203,11 @@ cdef class RampFitKernel:
 
     cdef int _block(self, const float[:, :, :, ::1] data, const uint8_t[:, :, :, ::1] groupdq,
                     const float[:, :, ::1] zeroframe, object ints, jw_rf_accum *acc,
-                    jw_rf_image *rate, int nthreads) except -1:
+                    jw_rf_image *rate, object opt, int nthreads) except -1:
         cdef int nb = <int>data.shape[0], status
         cdef jw_rf_image out
+        cdef jw_rf_opt o
+        cdef jw_rf_opt *op = NULL
         cdef const float *zf = NULL
         cdef const float *dp = NULL
         cdef const uint8_t *qp = NULL
@@ -164,27 +220,56 @@ cdef class RampFitKernel:
         if zeroframe is not None and not _same3(zeroframe.shape, nb, self.s.ny, self.s.nx):
             raise ValueError("zeroframe must have shape (nb, ny, nx)")
         _image(ints, nb, self.s.ny, self.s.nx, &out, "ints")
+        if opt is not None:
+            _opt(opt, nb, self.s.ny, self.s.nx, &o)
+            op = &o
         if nb > 0:
             dp = &data[0, 0, 0, 0]
             qp = &groupdq[0, 0, 0, 0]
             if zeroframe is not None:
                 zf = &zeroframe[0, 0, 0]
         with nogil:
-            status = jw_ramp_fit_block(&self.s, nb, dp, qp, zf, &out, acc, rate, nthreads)
+            status = jw_ramp_fit_block(&self.s, nb, dp, qp, zf, &out, acc, rate, op, nthreads)
         _raise(status, "ramp fit")
         return 0
 
-    def fit_block(self, data, groupdq, zeroframe, ints, sums_dq_state, int nthreads):
-        """Fit a block of integrations into ``ints`` (nb, ny, nx) and add them to the sums."""
+    def fit_block(self, data, groupdq, zeroframe, ints, sums_dq_state, int nthreads, opt=None):
+        """Fit a block of integrations into ``ints`` (nb, ny, nx) and add them to the sums.
+
+        ``opt``: the fitopt arrays to fill as well (see ``opt_counts`` for their sizes).
+        """
         cdef jw_rf_accum acc
         _accum(sums_dq_state, self.s.ny, self.s.nx, &acc)
-        self._block(data, groupdq, zeroframe, ints, &acc, NULL, nthreads)
+        self._block(data, groupdq, zeroframe, ints, &acc, NULL, opt, nthreads)
 
-    def fit_exposure(self, data, groupdq, zeroframe, ints, rate, int nthreads):
+    def fit_exposure(self, data, groupdq, zeroframe, ints, rate, int nthreads, opt=None):
         """Fit a whole exposure: ``ints`` (nints, ny, nx) and ``rate`` (1, ny, nx), no sums kept."""
         cdef jw_rf_image r
         _image(rate, 1, self.s.ny, self.s.nx, &r, "rate")
-        self._block(data, groupdq, zeroframe, ints, NULL, &r, nthreads)
+        self._block(data, groupdq, zeroframe, ints, NULL, &r, opt, nthreads)
+
+    def opt_counts(self, const float[:, :, :, ::1] data, const uint8_t[:, :, :, ::1] groupdq,
+                   const float[:, :, ::1] zeroframe, int nthreads):
+        """(largest segment count, largest cosmic-ray count) of any pixel-integration of a block."""
+        cdef int nb = <int>data.shape[0], status, segs = 0, crs = 0
+        cdef const float *zf = NULL
+        if (data.shape[1] != self.s.ngroups or data.shape[2] != self.s.ny
+                or data.shape[3] != self.s.nx):
+            raise ValueError("data must have shape (nb, ngroups, ny, nx)")
+        for d in range(4):
+            if groupdq.shape[d] != data.shape[d]:
+                raise ValueError("groupdq must have the shape of data")
+        if zeroframe is not None and not _same3(zeroframe.shape, nb, self.s.ny, self.s.nx):
+            raise ValueError("zeroframe must have shape (nb, ny, nx)")
+        if nb == 0:
+            return 0, 0
+        if zeroframe is not None:
+            zf = &zeroframe[0, 0, 0]
+        with nogil:
+            status = jw_ramp_fit_opt_counts(&self.s, nb, &data[0, 0, 0, 0], &groupdq[0, 0, 0, 0],
+                                            zf, &segs, &crs, nthreads)
+        _raise(status, "fitopt counts")
+        return segs, crs
 
     def finish(self, long nints, sums_dq_state, rate, int nthreads):
         """Write the exposure results ``rate`` (1, ny, nx) from the sums after nints integrations."""

@@ -97,7 +97,13 @@ class CubeModel(DataModel):
 
 
 class RampFitOutputModel(DataModel):
-    """Optional ramp-fit products (``_fitopt``): per-segment fits."""
+    """Optional ramp-fit product (``_fitopt``): per-segment fits, all float32.
+
+    SLOPE, SIGSLOPE, VAR_POISSON, VAR_RNOISE, YINT, SIGYINT, WEIGHTS (nints, nseg, ny, nx);
+    PEDESTAL (nints, ny, nx); CRMAG (nints, ncr, ny, nx). Definitions in
+    :class:`jwpipe.ramp_fitting.OptionalResults`; the layout of stdatamodels'
+    ``rampfitoutput.schema``.
+    """
 
     model_type = "RampFitOutputModel"
     arrays = {

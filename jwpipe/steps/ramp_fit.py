@@ -3,7 +3,9 @@
 The fitting itself is :mod:`jwpipe.ramp_fitting` (compiled OLS with optimal weighting). This
 module wraps it for the stage-1 stream: :meth:`RampFitStep.start` returns a fitter that takes
 blocks of integrations as they leave the last ramp step and writes per-integration results into
-the (possibly disk-backed) ``rateints`` arrays, so memory stays flat in NINTS.
+the (possibly disk-backed) ``rateints`` arrays, so memory stays flat in NINTS. With ``save_opt``
+the fitter also builds the per-segment ``_fitopt`` product (``RampFitOutputModel``; arrays
+described in :class:`jwpipe.ramp_fitting.OptionalResults`), also block by block and disk-backed.
 """
 
 from __future__ import annotations
@@ -13,11 +15,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..datamodels import CubeModel, ImageModel, RampModel
+from ..datamodels import CubeModel, ImageModel, RampFitOutputModel, RampModel
 from ..datamodels.spill import allocate
 from ..errors import ConfigError
+from ..logs import get_logger
 from ..ramp_fitting import IntegrationResults, RampFitAccumulator, usable_group_range
-from .base import RampBlock, Step, StepParams
+from .base import RampBlock, Step, StepParams, output_name
+
+log = get_logger("step")
 
 __all__ = ["RampFitStep", "RampFitter"]
 
@@ -53,6 +58,15 @@ class RampFitter:
         Cut to the science subarray.
     params : RampFitParams
     threads : int
+    spill_dir : path, optional
+        Where large result arrays spill to disk.
+
+    Attributes
+    ----------
+    fitopt : RampFitOutputModel or None
+        After :meth:`finish` with ``params.save_opt``: the per-segment results, SLOPE, SIGSLOPE,
+        VAR_POISSON, VAR_RNOISE, YINT, SIGYINT, WEIGHTS float32 (nints, nseg, ny, nx), PEDESTAL
+        float32 (nints, ny, nx), CRMAG float32 (nints, ncr, ny, nx).
     """
 
     def __init__(self, product: RampModel, gain, readnoise, params: RampFitParams, threads: int,
@@ -70,6 +84,7 @@ class RampFitter:
         self.spill_dir = spill_dir
         self.ints = None
         self.pixeldq = None
+        self.fitopt: RampFitOutputModel | None = None
 
     def _group_range(self, block: RampBlock) -> tuple[int, int]:
         ngroups = block.data.shape[1]
@@ -96,7 +111,11 @@ class RampFitter:
                 (ny, nx), self.gain, self.readnoise, self.group_time, self.frame_time,
                 self.nframes, ngroups, pixeldq=block.pixeldq, avg_dark_current=dark,
                 suppress_one_group=self.params.suppress_one_group,
-                group_range=self._group_range(block), nthreads=self.threads)
+                group_range=self._group_range(block), nthreads=self.threads,
+                save_opt=self.params.save_opt,
+                groupgap=self.product.meta.exposure.groupgap or 0,
+                drop_frames1=self.product.meta.exposure.drop_frames1 or 0,
+                spill_dir=self.spill_dir)
             if nints > 1:
                 self.ints = IntegrationResults(*(
                     allocate((nints, ny, nx), dtype, spill_dir=self.spill_dir)
@@ -114,6 +133,8 @@ class RampFitter:
         if self.acc is None:
             raise ConfigError("ramp_fit: the exposure has no integrations")
         result = self.acc.finish()
+        if self.params.save_opt:
+            self.fitopt = self._fitopt_model()
         rate = ImageModel()
         _product_meta(self.product, rate, "ImageModel")
         rate.data, rate.err, rate.dq = result.slope, result.err, result.dq | self.pixeldq
@@ -133,12 +154,27 @@ class RampFitter:
             model.meta.cal_step.ramp_fit = "COMPLETE"
         return rate, ints
 
+    def _fitopt_model(self) -> RampFitOutputModel:
+        opt = self.acc.optional_results()
+        model = RampFitOutputModel()
+        _product_meta(self.product, model, "RampFitOutputModel")
+        for name in ("slope", "sigslope", "var_poisson", "var_rnoise", "yint", "sigyint",
+                     "pedestal", "weights", "crmag"):
+            setattr(model, name, getattr(opt, name))
+        model.meta.cal_step.ramp_fit = "COMPLETE"
+        return model
+
 
 class RampFitStep(Step):
     """Fit slopes to ramps (OLS with optimal weighting); returns the ``_rate`` model.
 
-    The per-integration ``_rateints`` model of the last run is kept in ``self.rateints``.
+    The per-integration ``_rateints`` model of the last run is kept in ``self.rateints``, and with
+    ``save_opt`` the per-segment ``_fitopt`` model (``RampFitOutputModel``) in ``self.fitopt``
+    (written next to the rate product as ``<root>_fitopt.fits`` when results are saved).
     """
+
+    rateints: CubeModel | None = None
+    fitopt: RampFitOutputModel | None = None
 
     name = "ramp_fit"
     class_name = "RampFitStep"
@@ -153,8 +189,6 @@ class RampFitStep(Step):
         if self.params.algorithm.upper() not in ("OLS", "OLS_C"):
             raise ConfigError(f"ramp_fit: algorithm {self.params.algorithm!r} is not available "
                               "(jwpipe implements OLS_C)")
-        if self.params.save_opt:
-            raise ConfigError("ramp_fit: save_opt (the _fitopt product) is not implemented yet")
         from ..references import cut_to_subarray, open_reference
 
         arrays = {}
@@ -182,4 +216,14 @@ class RampFitStep(Step):
                           model.zeroframe if model.has("zeroframe") else None)
         fitter.add_block(block)
         rate, self.rateints = fitter.finish()
+        self.fitopt = fitter.fitopt
         return rate
+
+    def save(self, result, source):
+        path = super().save(result, source)
+        if self.fitopt is not None:
+            opt_path = output_name(source.path or path, "fitopt",
+                                   self.params.output_dir or path.parent)
+            self.fitopt.save(opt_path)
+            log.info("saved %s", opt_path)
+        return path

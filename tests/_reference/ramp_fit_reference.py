@@ -16,6 +16,14 @@ Conventions (the same as ``jwpipe.ramp_fitting``):
   integrations of the per-integration median rates everywhere (the reference pipeline);
   ``median_mode="integration"`` uses each integration's own median rate for the per-integration
   results (what the streaming kernel does); the exposure-level results always use the exposure one.
+- Optional per-segment results (``save_opt``, the ``_fitopt``; stcal ``slope_fitter.c``):
+  per fitted segment its slope, var_P, var_R (as used above), weight 1 / (var_P + var_R)^2, and
+  for n >= 3 sigslope = sqrt(sum w / D), yint = (sum w x^2 sum w y - sum w x sum w x y) / D,
+  sigyint = sqrt(sum w x^2 / D) (D = sum w sum w x^2 - (sum w x)^2, x the group number); for
+  n = 2 sigslope = sigyint = 1.41421356 RN and yint = y_s (s + 1) - y_{s+1} s; for n = 1 zeros.
+  Pedestal = y_0 - slope_int * pedestal_factor, 0 where the integration DQ has SATURATED or it
+  is NaN. crmag = y_g - y_{g-1} for every group g > 0 flagged JUMP_DET (before a ZEROFRAME
+  rescue). The Poisson terms use the same median rate as the per-integration results.
 """
 
 from __future__ import annotations
@@ -104,11 +112,21 @@ def _seg_rnoise(length, rn, gain, group_time, timing):
     return _div(12.0 * r * r, (float(length) ** 3 - length) * gain * gain)
 
 
-def _seg_fit(y, start, length, rn, gain, group_time, timing):
-    """Slope (DN/s) and the Poisson denominator k (var_P = (rate + dark) / k) of one segment."""
+def _seg_fit(y, start, length, rn, gain, group_time, timing, extra=None):
+    """Slope (DN/s) and the Poisson denominator k (var_P = (rate + dark) / k) of one segment.
+
+    With ``extra`` (a dict) also the fitopt sigslope, yint and sigyint of the segment.
+    """
+    if extra is not None:
+        extra.update(sigslope=0.0, yint=0.0, sigyint=0.0)
     if length == 1:
         return y[start] / timing, timing * gain
     if length == 2:
+        if extra is not None:
+            second = start + 1.0
+            sig = 1.41421356 * rn
+            extra.update(sigslope=sig, yint=y[start + 1] * (1.0 - second) + y[start] * second,
+                         sigyint=sig)
         return (y[start + 1] - y[start]) / group_time, group_time * gain
     delta = y[start + length - 1] - y[start]
     den = rn * rn + delta * gain
@@ -133,7 +151,11 @@ def _seg_fit(y, start, length, rn, gain, group_time, timing):
         sxx += x * xw
         sy += d * w
         sxy += d * xw
-    slope = (sw * sxy - sx * sy) * _div(1.0, sw * sxx - sx * sx)
+    invden = _div(1.0, sw * sxx - sx * sx)
+    slope = (sw * sxy - sx * sy) * invden
+    if extra is not None:
+        extra.update(sigslope=_sqrt(sw * invden), yint=(sxx * sy - sx * sxy) * invden,
+                     sigyint=_sqrt(sxx * invden))
     return slope / group_time, group_time * gain * (length - 1)
 
 
@@ -148,11 +170,13 @@ def _div(a, b):
 
 def fit_pixel(data, gdq, gain, rn_cds, pixeldq, dark, group_time, frame_time, nframes,
               zeroframe=None, suppress_one_group=True, median_mode="exposure",
-              clear_first_jump=False):
+              clear_first_jump=False, opt=None, pedestal_factor=1.0):
     """Fit one pixel: data/gdq of shape (nints, ngroups). Returns (rate, rateints) dicts.
 
     ``clear_first_jump`` drops a JUMP_DET flag on group 0 (leading groups were trimmed away); the
-    CHARGELOSS read-noise recomputation still sees the flags as given.
+    CHARGELOSS read-noise recomputation still sees the flags as given. With ``opt`` (a dict) the
+    fitopt values are put there: ``segs`` (per integration, a list of dicts per fitted segment),
+    ``crmag`` (per integration, a list) and ``pedestal`` (per integration).
     """
     nints, ngroups = data.shape
     f32 = np.float32
@@ -191,6 +215,9 @@ def fit_pixel(data, gdq, gain, rn_cds, pixeldq, dark, group_time, frame_time, nf
                   good=int(np.sum(g == 0)), dnu=int(np.sum((g != 0) & ((g & DO_NOT_USE) != 0))),
                   dnusat=int(np.sum((g & INVALID) != 0)), sat=int(np.sum((g & SATURATED) != 0)))
         y[i, (g & SATURATED) != 0] = np.nan
+        if opt is not None:  # before a ZEROFRAME rescue replaces group 0
+            opt.setdefault("crmag", []).append(
+                [y[i, k] - y[i, k - 1] for k in range(1, ngroups) if g[k] & JUMP_DET])
         if not suppress_one_group:
             if st["good"] == 1 and g[0] == 0:
                 is_0th[i] = True
@@ -259,14 +286,22 @@ def fit_pixel(data, gdq, gain, rn_cds, pixeldq, dark, group_time, frame_time, nf
             if st["sat"] == ngroups:
                 ri["dq"][i] |= SATURATED
             fit = False
+        seg_opt = []
+        if opt is not None:
+            opt.setdefault("segs", []).append(seg_opt)
         if fit and segs:
             ivr = ivp = ive = num = ivp_exp = 0.0
             for (s, e) in segs:
                 length = e - s
                 tim = timing_len1(i) if length == 1 else group_time
-                slope, k = _seg_fit(y[i], s, length, rn, gain, group_time, tim)
+                extra = {} if opt is not None else None
+                slope, k = _seg_fit(y[i], s, length, rn, gain, group_time, tim, extra)
                 vr = _seg_rnoise(length, rn, gain, group_time, tim)
                 vp = var_p(mr, k)
+                if extra is not None:
+                    w = _div(1.0, vp + vr)
+                    seg_opt.append(dict(extra, slope=slope, var_poisson=vp, var_rnoise=vr,
+                                        weights=w * w))
                 ivr += _div(1.0, vr)
                 if vp > 0.0:
                     ivp += _div(1.0, vp)
@@ -296,6 +331,10 @@ def fit_pixel(data, gdq, gain, rn_cds, pixeldq, dark, group_time, frame_time, nf
         if ri["dq"][i] & DO_NOT_USE:
             dnu_cnt += 1
             ri["slope"][i] = np.nan
+        if opt is not None:
+            ped = y[i, 0] - ri["slope"][i] * pedestal_factor
+            bad = bool(ri["dq"][i] & SATURATED) or math.isnan(ped)
+            opt.setdefault("pedestal", []).append(0.0 if bad else ped)
 
     if dnu_cnt == nints:
         rate_dq |= DO_NOT_USE
@@ -343,14 +382,21 @@ def fit_pixel(data, gdq, gain, rn_cds, pixeldq, dark, group_time, frame_time, nf
     return rate, ri
 
 
+OPT_SEGMENT_NAMES = ("slope", "sigslope", "var_poisson", "var_rnoise", "yint", "sigyint",
+                     "weights")
+
+
 def fit_ramps_reference(data, groupdq, gain, readnoise, group_time, frame_time, nframes,
                         pixeldq=None, avg_dark_current=None, zeroframe=None,
-                        suppress_one_group=True, median_mode="exposure", groups=None):
+                        suppress_one_group=True, median_mode="exposure", groups=None,
+                        save_opt=False, pedestal_factor=1.0):
     """Fit every pixel of a (nints, ngroups, ny, nx) ramp; returns (rate, rateints) dicts of arrays.
 
     Outputs are float32 (slope, err, var_poisson, var_rnoise) and uint32 (dq), like the kernel.
     ``groups=(first, stop)`` fits only those groups, as if the ramp had no others (a JUMP_DET flag
-    on group ``first`` is ignored when ``first > 0``).
+    on group ``first`` is ignored when ``first > 0``). With ``save_opt`` a third dict holds the
+    fitopt arrays (float32; segment axis the most segments of any pixel-integration, CR axis the
+    most cosmic rays, both at least 1; unused entries 0).
     """
     data = np.asarray(data)
     groupdq = np.asarray(groupdq)
@@ -370,22 +416,42 @@ def fit_ramps_reference(data, groupdq, gain, readnoise, group_time, frame_time, 
     rate["dq"] = np.zeros((ny, nx), np.uint32)
     ints = {k: np.zeros((nints, ny, nx), np.float32) for k in names}
     ints["dq"] = np.zeros((nints, ny, nx), np.uint32)
+    pix_opt = {} if save_opt else None
     with np.errstate(all="ignore"):
         _fit_all(data, groupdq, gain, readnoise, pixeldq, dark, group_time, frame_time, nframes,
-                 zeroframe, suppress_one_group, median_mode, first, rate, ints)
-    return rate, ints
+                 zeroframe, suppress_one_group, median_mode, first, rate, ints, pix_opt,
+                 pedestal_factor)
+    if not save_opt:
+        return rate, ints
+    nseg = max([1] + [len(v["segs"][i]) for v in pix_opt.values() for i in range(nints)])
+    ncr = max([1] + [len(v["crmag"][i]) for v in pix_opt.values() for i in range(nints)])
+    opt = {k: np.zeros((nints, nseg, ny, nx), np.float32) for k in OPT_SEGMENT_NAMES}
+    opt["pedestal"] = np.zeros((nints, ny, nx), np.float32)
+    opt["crmag"] = np.zeros((nints, ncr, ny, nx), np.float32)
+    for (r, c), v in pix_opt.items():
+        for i in range(nints):
+            for k, seg in enumerate(v["segs"][i]):
+                for name in OPT_SEGMENT_NAMES:
+                    opt[name][i, k, r, c] = seg[name]
+            for k, mag in enumerate(v["crmag"][i]):
+                opt["crmag"][i, k, r, c] = mag
+            opt["pedestal"][i, r, c] = v["pedestal"][i]
+    return rate, ints, opt
 
 
 def _fit_all(data, groupdq, gain, readnoise, pixeldq, dark, group_time, frame_time, nframes,
-             zeroframe, suppress_one_group, median_mode, first, rate, ints):
+             zeroframe, suppress_one_group, median_mode, first, rate, ints, pix_opt=None,
+             pedestal_factor=1.0):
     ny, nx = gain.shape
     for r in range(ny):
         for c in range(nx):
             zf = None if zeroframe is None else np.asarray(zeroframe)[:, r, c]
+            po = None if pix_opt is None else pix_opt.setdefault((r, c), {})
             pr, pi = fit_pixel(data[:, :, r, c], groupdq[:, :, r, c], gain[r, c], readnoise[r, c],
                                pixeldq[r, c], dark[r, c], group_time, frame_time, nframes,
                                zeroframe=zf, suppress_one_group=suppress_one_group,
-                               median_mode=median_mode, clear_first_jump=first > 0)
+                               median_mode=median_mode, clear_first_jump=first > 0, opt=po,
+                               pedestal_factor=pedestal_factor)
             for k in rate:
                 rate[k][r, c] = pr[k]
                 ints[k][:, r, c] = pi[k]

@@ -225,9 +225,11 @@ static inline double rnoise_long(double rn, double gain, double gt, double len)
     return rnum / rden;
 }
 
-/* Optimally weighted least-squares slope (DN/s) of y[start, start + len), len >= 3. */
+/* Optimally weighted least-squares slope (DN/s) of y[start, start + len), len >= 3. With fit3
+ * non-NULL also the fitopt terms, from the same sums: the slope's sigma sqrt(sw / den) (per group,
+ * not divided by TGROUP, as the reference stores it), the intercept at group 0 and its sigma. */
 static double ols_slope(const double *y, int start, int len, double rn, double gain, double gt,
-                        const double *table, double *wbuf)
+                        const double *table, double *wbuf, double *fit3)
 {
     const double delta = y[start + len - 1] - y[start];
     const double den = rn * rn + delta * gain;
@@ -259,12 +261,18 @@ static double ols_slope(const double *y, int start, int len, double rn, double g
         sxy += d * xw;
     }
     const double invden = 1.0 / (sw * sxx - sx * sx);
+    if (fit3 != NULL) {
+        fit3[0] = sqrt(sw * invden);
+        fit3[1] = (sxx * sy - sx * sxy) * invden;
+        fit3[2] = sqrt(sxx * invden);
+    }
     return (sw * sxy - sx * sy) * invden / gt;
 }
 
 typedef struct {
     double gt, ft, ogt;
     int suppress; /* suppress_one_group, in effect (never for 1-group ramps) */
+    double ped;   /* pedestal factor ((NFRAMES + 1) / 2 + DRPFRMS1) / (NFRAMES + GROUPGAP) */
 } timing_t;
 
 typedef struct {
@@ -287,14 +295,26 @@ typedef struct {
     double rate, pden, ivr, num, ivr_cl;
 } integ_t;
 
-/* Fit one pixel-integration from w->y, w->q (working copy) and w->q0 (original flags). */
-static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pixel_t *px,
-                            const timing_t *t, const double *table, integ_t *r)
-{
-    double *y = w->y;
-    uint8_t *q = w->q;
-    const double gt = t->gt, gain = px->gain, rn = px->rn, dark = px->dark;
+/* The fitopt values of one pixel-integration (save_opt): per fitted segment, in ramp order, and
+ * the cosmic-ray magnitudes; arrays of cap (segments) and n (CRs) doubles. */
+typedef struct {
+    int nseg, ncr;
+    double *slope, *sigslope, *vp, *vr, *yint, *sigyint, *weight, *crmag;
+    double pedestal;
+} optpix_t;
 
+/* Group counts of one integration after the flags were prepared. */
+typedef struct {
+    int jump, cl, good, dnu, dnusat, sat, is0, isz;
+} gstats_t;
+
+/* The flag handling that precedes the fit: suppress_one_group, SATURATED groups to NaN, the
+ * one-good-group-0 and ZEROFRAME special cases. With crmag non-NULL, the difference to the previous
+ * group of every group (but the first) flagged JUMP_DET is recorded there first (before a
+ * ZEROFRAME rescue replaces group 0, as the reference does), *ncr their number. */
+static void prepare_integration(int n, double *y, uint8_t *q, int has_zf, double zf,
+                                const timing_t *t, gstats_t *st, double *crmag, int *ncr)
+{
     if (t->suppress) { /* a single usable group is not turned into a slope */
         int ngood = 0, at = 0;
         for (int g = 0; g < n; g++)
@@ -320,6 +340,15 @@ static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pi
             sat++;
         }
     }
+    if (ncr != NULL) {
+        int c = 0;
+        for (int g = 1; g < n; g++) {
+            if (!(q[g] & F_JUMP)) continue;
+            if (crmag != NULL) crmag[c] = y[g] - y[g - 1];
+            c++;
+        }
+        *ncr = c;
+    }
 
     int is0 = 0, isz = 0;
     if (!t->suppress) {
@@ -335,6 +364,36 @@ static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pi
             isz = 1;
         }
     }
+    st->jump = jump;
+    st->cl = cl;
+    st->good = good;
+    st->dnu = dnu;
+    st->dnusat = dnusat;
+    st->sat = sat;
+    st->is0 = is0;
+    st->isz = isz;
+}
+
+/* Segments the fit uses (see fit_integration); 0 when the ramp is not fitted. */
+static int fitted_segments(int n, const uint8_t *q, const gstats_t *st, int *ss, int *se)
+{
+    if ((q[0] & F_SAT) || st->dnusat == n) return 0;
+    return find_segments(q, n, ss, se);
+}
+
+/* Fit one pixel-integration from w->y, w->q (working copy) and w->q0 (original flags). With o
+ * non-NULL (save_opt) the per-segment values, CR magnitudes and pedestal are written there. */
+static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pixel_t *px,
+                            const timing_t *t, const double *table, integ_t *r, optpix_t *o)
+{
+    double *y = w->y;
+    uint8_t *q = w->q;
+    const double gt = t->gt, gain = px->gain, rn = px->rn, dark = px->dark;
+
+    gstats_t st;
+    prepare_integration(n, y, q, has_zf, zf, t, &st, o ? o->crmag : NULL, o ? &o->ncr : NULL);
+    const int jump = st.jump, cl = st.cl, dnusat = st.dnusat, sat = st.sat;
+    const int is0 = st.is0, isz = st.isz;
     const double t1 = is0 ? t->ogt : (isz ? t->ft : gt); /* time of a 1-group segment */
 
     double mr;
@@ -350,27 +409,23 @@ static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pi
     uint32_t dq = px->pdq;
     if (jump) dq |= DQ_JUMP_DET;
     if (sat > 0) dq |= DQ_SATURATED; /* partial saturation is reported, the slope stays valid */
-    int nseg = 0, skip = 0;
-    if (q[0] & F_SAT) {
-        dq |= DQ_DO_NOT_USE | DQ_SATURATED;
-        skip = 1;
-    } else {
-        nseg = find_segments(q, n, w->ss, w->se);
-    }
+    if (q[0] & F_SAT) dq |= DQ_DO_NOT_USE | DQ_SATURATED;
     if (dnusat == n) {
         dq |= DQ_DO_NOT_USE;
         if (sat == n) dq |= DQ_SATURATED;
-        skip = 1;
     }
+    const int nseg = fitted_segments(n, q, &st, w->ss, w->se);
+    if (o != NULL) o->nseg = nseg;
 
     double slope = 0.0, err = 0.0, vp = 0.0, vr = 0.0;
     r->fitted = 0;
     r->ivr = 0.0;
-    if (!skip && nseg > 0) {
+    if (nseg > 0) {
         double ivr = 0.0, ivp = 0.0, ive = 0.0, num = 0.0, pden_sum = 0.0;
         for (int s = 0; s < nseg; s++) {
             const int start = w->ss[s], len = w->se[s] - w->ss[s];
             double seg_slope, pden, seg_vr;
+            double fit3[3] = {0.0, 0.0, 0.0}; /* sigslope, yint, sigyint: 0 for 1 group */
             if (len == 1) {
                 seg_slope = y[start] / t1;
                 pden = t1 * gain;
@@ -379,12 +434,29 @@ static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pi
                 seg_slope = (y[start + 1] - y[start]) / gt;
                 pden = gt * gain;
                 seg_vr = rnoise_short(rn, gain, gt);
+                if (o != NULL) { /* the reference's 2-group conventions (its sqrt(2) constant) */
+                    const double second = (double)start + 1.0;
+                    fit3[0] = 1.41421356 * rn;
+                    fit3[1] = y[start + 1] * (1.0 - second) + y[start] * second;
+                    fit3[2] = fit3[0];
+                }
             } else {
-                seg_slope = ols_slope(y, start, len, rn, gain, gt, table, w->wbuf);
+                seg_slope = ols_slope(y, start, len, rn, gain, gt, table, w->wbuf,
+                                      o ? fit3 : NULL);
                 pden = gt * gain * ((double)len - 1.0);
                 seg_vr = rnoise_long(rn, gain, gt, (double)len);
             }
             const double seg_vp = (mr > 0.0) ? (mr + dark) / pden : dark / pden;
+            if (o != NULL) {
+                const double inv_ve = 1.0 / (seg_vp + seg_vr);
+                o->slope[s] = seg_slope;
+                o->sigslope[s] = fit3[0];
+                o->yint[s] = fit3[1];
+                o->sigyint[s] = fit3[2];
+                o->vp[s] = seg_vp;
+                o->vr[s] = seg_vr;
+                o->weight[s] = inv_ve * inv_ve;
+            }
             ivr += 1.0 / seg_vr;
             if (seg_vp > 0.0) ivp += 1.0 / seg_vp;
             ive += 1.0 / (seg_vp + seg_vr);
@@ -438,6 +510,10 @@ static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pi
     r->vp = vp;
     r->vr = vr;
     r->dq = dq;
+    if (o != NULL) { /* group 0 extrapolated back by the slope; 0 when saturated or undefined */
+        const double ped = y[0] - slope * t->ped;
+        o->pedestal = ((dq & DQ_SATURATED) || isnan(ped)) ? 0.0 : ped;
+    }
 }
 
 /* The 2-D inputs of one image row, read noise already in electrons per group. */
@@ -976,11 +1052,125 @@ static inline jw_rf_image image_at(const jw_rf_image *a, size_t p)
     return r;
 }
 
+static timing_t timing_of(const jw_rf_setup *s)
+{
+    timing_t t;
+    const int n = s->stop - s->first;
+    t.gt = s->group_time;
+    t.ft = s->frame_time;
+    t.ogt = s->one_group_time;
+    t.suppress = (n > 1) && s->suppress_one_group;
+    t.ped = s->pedestal_factor;
+    return t;
+}
+
+/* Pixel x of row r0 of integration i into w->y, w->q, w->q0 (zp: that row of the ZEROFRAME). */
+static void load_ramp(const jw_rf_setup *s, const float *data, const uint8_t *groupdq, int i,
+                      size_t r0, long x, scratch_t *w)
+{
+    const size_t npix = (size_t)s->ny * (size_t)s->nx;
+    const int n = s->stop - s->first;
+    const size_t base = ((size_t)i * (size_t)s->ngroups + (size_t)s->first) * npix + r0 + (size_t)x;
+    for (int g = 0; g < n; g++) {
+        w->y[g] = (double)data[base + (size_t)g * npix];
+        w->q[g] = w->q0[g] = groupdq[base + (size_t)g * npix];
+    }
+    if (s->first > 0) w->q[0] &= (uint8_t)~F_JUMP; /* no difference precedes it */
+}
+
+static int opt_ok(const jw_rf_opt *o)
+{
+    return o->seg_cap >= 1 && o->cr_cap >= 0 && o->slope && o->sigslope && o->var_poisson &&
+           o->var_rnoise && o->yint && o->sigyint && o->weights && o->pedestal &&
+           (o->cr_cap == 0 || o->crmag);
+}
+
+/* Scatter one pixel-integration's fitopt values to the arrays (zeros past its counts). */
+static void opt_store(const jw_rf_opt *o, const optpix_t *v, size_t npix, int i, size_t p)
+{
+    for (int k = 0; k < o->seg_cap; k++) {
+        const size_t at = ((size_t)i * (size_t)o->seg_cap + (size_t)k) * npix + p;
+        const int has = k < v->nseg;
+        o->slope[at] = has ? (float)v->slope[k] : 0.0f;
+        o->sigslope[at] = has ? (float)v->sigslope[k] : 0.0f;
+        o->var_poisson[at] = has ? (float)v->vp[k] : 0.0f;
+        o->var_rnoise[at] = has ? (float)v->vr[k] : 0.0f;
+        o->yint[at] = has ? (float)v->yint[k] : 0.0f;
+        o->sigyint[at] = has ? (float)v->sigyint[k] : 0.0f;
+        o->weights[at] = has ? (float)v->weight[k] : 0.0f;
+    }
+    for (int k = 0; k < o->cr_cap; k++) {
+        const size_t at = ((size_t)i * (size_t)o->cr_cap + (size_t)k) * npix + p;
+        o->crmag[at] = k < v->ncr ? (float)v->crmag[k] : 0.0f;
+    }
+    o->pedestal[(size_t)i * npix + p] = (float)v->pedestal;
+}
+
+int jw_ramp_fit_opt_counts(const jw_rf_setup *s, int nb, const float *data,
+                           const uint8_t *groupdq, const float *zeroframe, int *max_segs,
+                           int *max_crs, int nthreads)
+{
+    if (!setup_ok(s) || nb < 0) return JW_ERR_SHAPE;
+    const int n = s->stop - s->first;
+    const long nx = s->nx;
+    const size_t npix = (size_t)s->ny * (size_t)s->nx;
+    const timing_t t = timing_of(s);
+    int status = JW_OK, segs = 0, crs = 0;
+    (void)nthreads;
+    #pragma omp parallel num_threads(nthreads)
+    {
+        scratch_t w = {0};
+        w.y = (double *)malloc((size_t)n * sizeof(double));
+        w.q = (uint8_t *)malloc((size_t)n);
+        w.q0 = (uint8_t *)malloc((size_t)n);
+        w.ss = (int *)malloc((size_t)n * sizeof(int));
+        w.se = (int *)malloc((size_t)n * sizeof(int));
+        const int ok = w.y && w.q && w.q0 && w.ss && w.se;
+        if (!ok) {
+            #pragma omp atomic write
+            status = JW_ERR_ALLOC;
+        }
+        int my_segs = 0, my_crs = 0;
+        #pragma omp for schedule(static)
+        for (long row = 0; row < s->ny; row++) {
+            if (!ok) continue;
+            const size_t r0 = (size_t)row * (size_t)nx;
+            for (int i = 0; i < nb; i++) {
+                const float *zp = zeroframe ? zeroframe + (size_t)i * npix + r0 : NULL;
+                for (long x = 0; x < nx; x++) {
+                    load_ramp(s, data, groupdq, i, r0, x, &w);
+                    gstats_t st;
+                    int ncr = 0;
+                    prepare_integration(n, w.y, w.q, zp != NULL, zp ? (double)zp[x] : 0.0, &t,
+                                        &st, NULL, &ncr);
+                    const int nseg = fitted_segments(n, w.q, &st, w.ss, w.se);
+                    if (nseg > my_segs) my_segs = nseg;
+                    if (ncr > my_crs) my_crs = ncr;
+                }
+            }
+        }
+        #pragma omp critical(jw_rf_counts)
+        {
+            if (my_segs > segs) segs = my_segs;
+            if (my_crs > crs) crs = my_crs;
+        }
+        free(w.y);
+        free(w.q);
+        free(w.q0);
+        free(w.ss);
+        free(w.se);
+    }
+    *max_segs = segs;
+    *max_crs = crs;
+    return status;
+}
+
 int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uint8_t *groupdq,
                       const float *zeroframe, const jw_rf_image *ints, const jw_rf_accum *acc,
-                      const jw_rf_image *rate, int nthreads)
+                      const jw_rf_image *rate, const jw_rf_opt *opt, int nthreads)
 {
     if (!setup_ok(s) || nb < 0 || (acc == NULL && rate == NULL)) return JW_ERR_SHAPE;
+    if (opt != NULL && !opt_ok(opt)) return JW_ERR_SHAPE;
     const int n = s->stop - s->first, nx = s->nx;
     const size_t npix = (size_t)s->ny * (size_t)s->nx;
     if (npix == 0) return JW_OK;
@@ -990,8 +1180,10 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
     if (table == NULL) return JW_ERR_ALLOC;
     fill_weight_table(table, n < TABLE_NMAX ? n : TABLE_NMAX);
     /* The chunk path handles the clean pixels of ramps of 2..MAXNET+1 groups (a clean ramp never
-     * needs a ZEROFRAME rescue); everything else goes pixel by pixel. */
-    const int use_chunks = n >= 2 && n - 1 <= MAXNET;
+     * needs a ZEROFRAME rescue); everything else goes pixel by pixel. With save_opt every pixel
+     * goes pixel by pixel: the per-segment values come from the one segment fit there (the two
+     * paths give the same numbers, so the other results do not change). */
+    const int use_chunks = n >= 2 && n - 1 <= MAXNET && opt == NULL;
     sortnet_t net = {0, 0, NULL, NULL};
     if (use_chunks && sortnet_build(&net, n - 1) != JW_OK) {
         free(net.a);
@@ -1000,11 +1192,7 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
         return JW_ERR_ALLOC;
     }
 
-    timing_t t;
-    t.gt = s->group_time;
-    t.ft = s->frame_time;
-    t.ogt = s->one_group_time;
-    t.suppress = (n > 1) && s->suppress_one_group;
+    const timing_t t = timing_of(s);
 
     int status = JW_OK;
     (void)nthreads;
@@ -1031,9 +1219,27 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
             rstate = (uint8_t *)malloc((size_t)nx);
         }
         rowbuf_t rb = {NULL, NULL, NULL};
+        /* save_opt: one pixel-integration's fitopt values (7 per segment, then the CRs). A pixel
+         * with more than seg_cap segments (never, after jw_ramp_fit_opt_counts) still stays in
+         * the buffer (segments <= n) and is reported below. */
+        optpix_t ov = {0};
+        double *obuf = NULL;
+        if (opt != NULL) {
+            obuf = (double *)malloc((size_t)(7 * opt->seg_cap + n) * sizeof(double));
+            if (obuf != NULL) {
+                ov.slope = obuf;
+                ov.sigslope = obuf + opt->seg_cap;
+                ov.vp = obuf + 2 * (size_t)opt->seg_cap;
+                ov.vr = obuf + 3 * (size_t)opt->seg_cap;
+                ov.yint = obuf + 4 * (size_t)opt->seg_cap;
+                ov.sigyint = obuf + 5 * (size_t)opt->seg_cap;
+                ov.weight = obuf + 6 * (size_t)opt->seg_cap;
+                ov.crmag = obuf + 7 * (size_t)opt->seg_cap;
+            }
+        }
         const int ok = w.y && w.buf && w.tmp && w.kk && w.wbuf && w.q && w.q0 && w.ss && w.se &&
                        chunk_alloc(&c, n) == JW_OK && (rate == NULL || (rsum && rdq && rstate)) &&
-                       rowbuf_alloc(&rb, s) == JW_OK;
+                       rowbuf_alloc(&rb, s) == JW_OK && (opt == NULL || obuf);
         if (!ok) {
             #pragma omp atomic write
             status = JW_ERR_ALLOC;
@@ -1078,16 +1284,20 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
                     for (long xt = 0; xt < wdt; xt++) {
                         if (c.clean[xt]) continue;
                         const long x = x0 + xt;
-                        for (int g = 0; g < n; g++) {
-                            w.y[g] = (double)dp[(size_t)g * npix + xt];
-                            w.q[g] = w.q0[g] = qp[(size_t)g * npix + xt];
-                        }
-                        if (s->first > 0) w.q[0] &= (uint8_t)~F_JUMP; /* no difference precedes it */
+                        load_ramp(s, data, groupdq, i, r0, x, &w);
                         pixel_t px;
                         load_pixel(&rw, (size_t)x, &px);
                         integ_t r;
                         fit_integration(n, &w, zp != NULL, zp ? (double)zp[x] : 0.0, &px, &t,
-                                        table, &r);
+                                        table, &r, opt ? &ov : NULL);
+                        if (opt != NULL) {
+                            if (ov.nseg > opt->seg_cap || ov.ncr > opt->cr_cap) {
+                                #pragma omp atomic write
+                                status = JW_ERR_SHAPE; /* capacities below the counts */
+                            } else {
+                                opt_store(opt, &ov, npix, i, r0 + (size_t)x);
+                            }
+                        }
 
                         orow.slope[x] = (float)r.slope;
                         orow.err[x] = (float)r.err;
@@ -1128,6 +1338,7 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
         free(rsum);
         free(rdq);
         free(rstate);
+        free(obuf);
         chunk_free(&c);
         rowbuf_free(&rb);
     }

@@ -29,6 +29,7 @@ typedef struct jw_rf_setup {
     const float *dark;      /* average dark current, DN/s; NULL: dark_value everywhere */
     double dark_value;
     const uint32_t *pixeldq; /* NULL: no flags */
+    double pedestal_factor;  /* ((NFRAMES + 1) / 2 + DRPFRMS1) / (NFRAMES + GROUPGAP) (fitopt) */
 } jw_rf_setup;
 
 /* Results for n images of (ny, nx): per integration (n = block size) or for the exposure (n = 1). */
@@ -48,12 +49,30 @@ typedef struct jw_rf_accum {
     uint8_t *state;         /* JW_RF_STATE_* bits */
 } jw_rf_accum;
 
+/* The optional per-segment results (save_opt, the _fitopt product) of nb integrations. Segment k
+ * of an integration is its k-th fitted segment in ramp order; entries past a pixel's count are 0.
+ * C-contiguous float32: (nb, seg_cap, ny, nx) per-segment arrays, pedestal (nb, ny, nx), crmag
+ * (nb, cr_cap, ny, nx) (may be NULL when cr_cap is 0). */
+typedef struct jw_rf_opt {
+    int seg_cap, cr_cap;
+    float *slope, *sigslope, *var_poisson, *var_rnoise, *yint, *sigyint, *weights;
+    float *pedestal, *crmag;
+} jw_rf_opt;
+
 /* Fit nb integrations: data/groupdq (nb, ngroups, ny, nx), zeroframe (nb, ny, nx) or NULL.
  * Writes ints (nb, ny, nx) and adds to acc. With rate non-NULL the block is the whole exposure:
- * acc is not used (may be NULL) and the exposure results are written to rate (ny, nx) directly. */
+ * acc is not used (may be NULL) and the exposure results are written to rate (ny, nx) directly.
+ * With opt non-NULL the fitopt arrays are written too (JW_ERR_SHAPE if a pixel has more segments
+ * or cosmic rays than their capacity; jw_ramp_fit_opt_counts gives the sizes needed). */
 int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uint8_t *groupdq,
                       const float *zeroframe, const jw_rf_image *ints, const jw_rf_accum *acc,
-                      const jw_rf_image *rate, int nthreads);
+                      const jw_rf_image *rate, const jw_rf_opt *opt, int nthreads);
+
+/* The largest number of fitted segments and of cosmic rays (groups after the first flagged
+ * JUMP_DET) of any pixel-integration of a block: the fitopt capacities it needs. */
+int jw_ramp_fit_opt_counts(const jw_rf_setup *s, int nb, const float *data,
+                           const uint8_t *groupdq, const float *zeroframe, int *max_segs,
+                           int *max_crs, int nthreads);
 
 /* Exposure-level results from the sums after nints integrations; writes rate (ny, nx). */
 int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
