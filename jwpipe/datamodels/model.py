@@ -354,7 +354,8 @@ class DataModel:
         for name, extname in type(self).tables.items():
             value = self._tables.get(name)
             if value is not None:
-                out.hdu(fits.BinTableHDU(data=value, name=extname))
+                if not out.record_table(extname, value):
+                    out.hdu(fits.BinTableHDU(data=value, name=extname))
         tree_extra = self._write_extensions(out)
         for extname, obj in self._extra_hdus:
             if isinstance(obj, LazyArray):
