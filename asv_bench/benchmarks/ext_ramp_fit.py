@@ -58,6 +58,25 @@ class RampFitFullFrame:
                        nthreads=nthreads)
 
 
+class RampFitFullFrameSaveOpt:
+    """The same ramp with ``save_opt`` (the ``_fitopt`` per-segment arrays): every pixel takes
+    the per-pixel path, and the optional arrays are assembled at the end."""
+
+    timeout = 300
+
+    def setup(self):
+        from jwpipe.ramp_fitting import RampFitAccumulator
+
+        self.Accumulator = RampFitAccumulator
+        self.data, self.gdq, self.gain, self.rn = synthetic_ramp(1, 10, 2048, 2048)
+
+    def time_fit_save_opt(self):
+        acc = self.Accumulator((2048, 2048), self.gain, self.rn, TGROUP, TGROUP, 1, 10,
+                               nthreads=2, save_opt=True)
+        acc.fit_exposure(self.data, self.gdq)
+        acc.optional_results()
+
+
 class RampFitTSO:
     """TSO-like block stream: 50 integrations of 256x2048 with 5 groups, fed 10 at a time."""
 
