@@ -30,13 +30,14 @@ def run(pipeline, *inputs, **options):
 
 
 def show_config(file=None) -> dict:
-    """Print and return versions, compiler and OpenMP status of this build."""
+    """Print and return versions, compiler, OpenMP and SIMD status of this build."""
     import platform
     import sys
 
     import numpy
 
     from ._ext import _build_config as build
+    from ._ext._ramp_fit import simd
 
     info = {
         "jwpipe": __version__,
@@ -47,6 +48,7 @@ def show_config(file=None) -> dict:
         "openmp": f"yes ({build.OPENMP_VERSION})" if build.OPENMP else "no",
         "build type": build.BUILDTYPE,
         "cython checks": "on" if build.CYTHON_DEBUG else "off",
+        "simd builds": f"{build.SIMD}; this CPU uses {simd()}",
     }
     for name in ("scipy", "astropy", "asdf", "gwcs", "photutils"):
         try:

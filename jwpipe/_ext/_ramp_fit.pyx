@@ -52,6 +52,8 @@ cdef extern from "ramp_fit.h" nogil:
                                int *max_crs, int nthreads)
     int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
                            const jw_rf_image *rate, int nthreads)
+    const char *jw_ramp_fit_simd()
+    void jw_ramp_fit_allow_simd(int allow)
 
 
 cdef void _raise(int status, str what) except *:
@@ -146,6 +148,19 @@ cdef int _opt(object arrays, Py_ssize_t n, Py_ssize_t ny, Py_ssize_t nx, jw_rf_o
     if out.cr_cap > 0:
         out.crmag = &crmag[0, 0, 0, 0]
     return 0
+
+
+def simd() -> str:
+    """The instruction set the block fit runs with: ``"avx2"`` or ``"baseline"``."""
+    return jw_ramp_fit_simd().decode()
+
+
+def allow_simd(bint allow):
+    """Let the block fit use the AVX2 build when the CPU has it (default), or force the baseline.
+
+    Both give bit-identical results; tests compare them.
+    """
+    jw_ramp_fit_allow_simd(allow)
 
 
 cdef class RampFitKernel:

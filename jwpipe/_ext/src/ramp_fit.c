@@ -36,6 +36,17 @@
 #endif
 
 #include "ramp_fit.h"
+
+/* This file is compiled once per instruction set (meson.build: the baseline, and AVX2 on x86-64);
+ * each build's entry points carry its suffix and ramp_fit_dispatch.c picks one at run time. The
+ * arithmetic is the same IEEE operations in the same order (no FMA contraction), so every variant
+ * gives bit-identical results. */
+#ifndef JW_RF_SUFFIX
+#define JW_RF_SUFFIX _baseline
+#endif
+#define JW_RF_CAT2(a, b) a##b
+#define JW_RF_CAT(a, b) JW_RF_CAT2(a, b)
+#define JW_RF_EXPORT(name) JW_RF_CAT(name, JW_RF_SUFFIX)
 #include "dqflags.h"
 
 #include <math.h>
@@ -1106,7 +1117,7 @@ static void opt_store(const jw_rf_opt *o, const optpix_t *v, size_t npix, int i,
     o->pedestal[(size_t)i * npix + p] = (float)v->pedestal;
 }
 
-int jw_ramp_fit_opt_counts(const jw_rf_setup *s, int nb, const float *data,
+int JW_RF_EXPORT(jw_ramp_fit_opt_counts)(const jw_rf_setup *s, int nb, const float *data,
                            const uint8_t *groupdq, const float *zeroframe, int *max_segs,
                            int *max_crs, int nthreads)
 {
@@ -1165,7 +1176,7 @@ int jw_ramp_fit_opt_counts(const jw_rf_setup *s, int nb, const float *data,
     return status;
 }
 
-int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uint8_t *groupdq,
+int JW_RF_EXPORT(jw_ramp_fit_block)(const jw_rf_setup *s, int nb, const float *data, const uint8_t *groupdq,
                       const float *zeroframe, const jw_rf_image *ints, const jw_rf_accum *acc,
                       const jw_rf_image *rate, const jw_rf_opt *opt, int nthreads)
 {
@@ -1348,7 +1359,7 @@ int jw_ramp_fit_block(const jw_rf_setup *s, int nb, const float *data, const uin
     return status;
 }
 
-int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
+int JW_RF_EXPORT(jw_ramp_fit_finish)(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
                        const jw_rf_image *rate, int nthreads)
 {
     if (!setup_ok(s) || nints < 0) return JW_ERR_SHAPE;

@@ -78,4 +78,9 @@ int jw_ramp_fit_opt_counts(const jw_rf_setup *s, int nb, const float *data,
 int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
                        const jw_rf_image *rate, int nthreads);
 
+/* The instruction set jw_ramp_fit_block runs with: "avx2" or "baseline". jw_ramp_fit_allow_simd(0)
+ * forces the baseline (tests compare the variants), 1 restores the run-time choice. */
+const char *jw_ramp_fit_simd(void);
+void jw_ramp_fit_allow_simd(int allow);
+
 #endif
