@@ -209,19 +209,28 @@ def test_cosmic_rays_above_6_sigma_flagged(science):
     assert band["fraction"] >= 0.995, describe(det)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "jump detection misses the issue's 4-6 sigma target (jwpipe/jump_detection.py detect_jumps "
-    "-> _ext/src/jump.c two-point differences, rejection_threshold 4 as in the reference): a "
-    "difference is flagged when |diff - median| / sigma > 4, so a hit of significance s is "
-    "found with probability ~Phi(s - 4), ~0.75 averaged over 4-6 sigma. Measured (single-pixel "
-    "hits): RAPID 74.9% (4-5 sigma 62%, 5-6 sigma 89%; 802 hits), BRIGHT2 70.8% (4-5 sigma "
-    "56%, 5-6 sigma 85%; 2052 hits); reference 69-84%. Reaching 85% needs a lower effective "
-    "threshold or a better noise model, and the spurious rate is already above target "
-    "(test_spurious_jumps_rare)."))
-def test_cosmic_rays_4_to_6_sigma_flagged(science):
+#: Why RAPID still misses the 4-6 sigma target (BRIGHT2 meets it); applied to that case only.
+RAPID_4_TO_6_XFAIL = (
+    "4-6 sigma recall of RAPID below 85%: measured 78.3% (4-5 sigma 67%, 5-6 sigma 90%; 802 "
+    "single-pixel hits), up from 74.9% with the symmetric test, spurious 7.5e-5 per clean "
+    "pixel-group. 74% of these hits are in Poisson-dominated pixels, where no per-pixel test "
+    "beats the two-point significance: even with the rate known exactly, a one-sided test at "
+    "the false-positive rate of the two-sided 4-sigma test (z > 3.833) finds on average "
+    "Phi(s - 3.833) = 83.9% of these hits; 85% needs z > 3.77 (a false-positive rate of "
+    "~8e-5 from white noise alone) and the rate known exactly (pool_integrations=True: 83%, "
+    "not the default, since it assumes the rate is the same in every integration). BRIGHT2 "
+    "reaches 86.7% because hits arriving between its two frames are tested with their own "
+    "template (split_hits).")
+
+
+def test_cosmic_rays_4_to_6_sigma_flagged(science, request):
     """>= 85% of the single-pixel hits at 4-6 sigma are flagged (issue 4; the reference
     pipeline: 69-84%). With 500-2000 hits in the band the binomial error is 0.8-1.7%; the bound is
-    the issue's target."""
+    the issue's target. Measured (``method="gls_positive"``, the default): BRIGHT2 86.7%
+    (4-5 sigma 79%, 5-6 sigma 95%; 2052 hits; 70.8% with the symmetric test); RAPID 78.3%,
+    strict xfail (see ``RAPID_4_TO_6_XFAIL``)."""
+    if request.node.callspec.params["science"] == "RAPID":
+        request.applymarker(pytest.mark.xfail(strict=True, reason=RAPID_4_TO_6_XFAIL))
     truth, p = science
     det = cosmic_ray_detection(truth, p.ramp["GROUPDQ"], p.ramp["PIXELDQ"],
                                bands=((0, 2), (2, 4), (4, 5), (5, 6), (4, 6), (6, np.inf)))
@@ -231,26 +240,38 @@ def test_cosmic_rays_4_to_6_sigma_flagged(science):
     assert band["fraction"] >= 0.85, describe(det)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "spurious jump rate above 1e-4 (jwpipe/jump_detection.py -> _ext/src/jump.c): the "
-    "two-point-difference sigma uses the READNOISE reference (white read noise) and the median "
-    "difference (Poisson), but on a one-output subarray the refpix step (reference algorithm: "
-    "odd/even means of the 4 reference rows) leaves the 1/f row noise, which the threshold does "
-    "not model. Measured per clean pixel-group: RAPID 1.51e-4 (read-noise-dominated pixels, "
-    "signal < 1e3 DN: 3.1e-4; > 2e4 DN: 7.9e-5), BRIGHT2 1.94e-4 (faint 4.8e-4; bright 8.0e-5); "
-    "the same exposures without the simulator's correlated noise: 8.2e-5 and 7.2e-5. "
-    "Reference: 0.4-3.4e-4."))
 def test_spurious_jumps_rare(science):
     """At most 1e-4 JUMP_DET flags per clean pixel-group (issue 4; the reference: 0.4-3.4e-4).
     ``spurious_jumps`` defines the clean pixel-groups (no injected deposit within +-1 pixel, not
     in the flagged region of a real hit, usable difference, away from saturating pixels). Over
     ~3e6 clean pixel-groups, 1e-4 is ~300 flags: a Poisson error of 6%, so the bound is asserted
-    as is. The rate per signal band is printed for the report."""
+    as is. The rate per signal band is printed for the report.
+
+    Measured: RAPID 7.5e-5 (signal < 1e3 DN: 8.4e-5; > 2e4 DN: 6.4e-5), BRIGHT2 5.1e-5 (7.9e-5;
+    4.4e-5). The simulator's 1/f row noise, which the refpix step cannot remove on this
+    one-output subarray, is taken out for the test by the jump step's common-mode removal
+    (``common_mode``); without it: 1.5e-4 and 1.9e-4 (faint pixels 3.1e-4 and 4.8e-4)."""
     truth, p = science
     sp = spurious_jumps(truth, p.ramp["GROUPDQ"], p.ramp["PIXELDQ"])
     print("spurious jumps:", describe(sp))
     assert sp["n_clean"] > 1_000_000, describe(sp)
     assert sp["rate"] <= 1e-4, describe(sp)
+
+
+def test_symmetric_jump_test_keeps_the_previous_results(sim_cache, tmp_path_factory):
+    """``method="gls", common_mode=False`` is the symmetric test the jump step used before the
+    one-sided test and the common-mode removal (kept for comparisons): on the RAPID exposure it
+    gives the previous figures exactly (601 of 802 hits at 4-6 sigma, 491 spurious flags; see
+    RAPID_4_TO_6_XFAIL and test_spurious_jumps_rare for the default's)."""
+    truth, p = _exposure(sim_cache, tmp_path_factory, "RAPID", "all")
+    uncal = next((p.folder.parent / "raw").glob("*_uncal.fits"))
+    old = run_stage1("detector1", uncal, sim_cache, p.folder.parent / "products_gls",
+                     steps={"jump": {"method": "gls", "common_mode": False}})
+    det = cosmic_ray_detection(truth, old.ramp["GROUPDQ"], old.ramp["PIXELDQ"])
+    sp = spurious_jumps(truth, old.ramp["GROUPDQ"], old.ramp["PIXELDQ"])
+    print("symmetric test:", describe(det), describe(sp))
+    assert (det["bands"][(4, 6)]["n"], det["bands"][(4, 6)]["flagged"]) == (802, 601)
+    assert sp["n_spurious"] == 491
 
 
 def test_saturation_flagged_from_the_right_group(science):

@@ -1,8 +1,20 @@
 """jump: flag cosmic rays (jumps) in ramps by two-point differences, plus snowballs and showers.
 
-The detection itself is :func:`jwpipe.jump_detection.detect_jumps` (compiled two-point kernel,
-scipy.ndimage for extended events); this module reads the gain and read-noise references once
+The detection itself is :func:`jwpipe.jump_detection.detect_jumps` (compiled kernels for the
+difference test and for labelling extended events); this module reads the gain and read-noise references once
 per exposure and passes the cross-integration state from block to block.
+
+Deviation from the reference pipeline (jwst 3.0 / stcal ``twopoint_difference``), on purpose and
+documented in :mod:`jwpipe.jump_detection`: the default ``method="gls_positive"`` tests each
+difference with the generalised-least-squares step statistic ``z`` (read-noise covariance of
+adjacent differences included), one-sided for positive steps (cosmic rays add charge) at the
+threshold of the same false-positive rate as the two-sided test at ``rejection_threshold``, also
+for hits that arrive between the frames of a group (``split_hits``, NFRAMES > 1), after removing
+for the test only the common-mode (1/f) offset of each detector line (``common_mode``; lines and
+amplifiers from FASTAXIS and NOUTPUTS). ``method="gls"`` with ``common_mode=False`` is the
+symmetric ``|z|`` test this step used before. Measured on the simulated NIRCam SUB320 exposures
+(10 groups): 4-6 sigma hits found 78% (RAPID; 75% before) and 87% (BRIGHT2; 71%), spurious flags
+7.5e-5 and 5.1e-5 per clean pixel-group (1.5e-4 and 1.9e-4 before, the 1/f noise).
 """
 
 from __future__ import annotations
@@ -32,6 +44,12 @@ class JumpParams(StepParams):
     after_jump_flag_time2: float = 0.0
     minimum_groups: int = 3
     min_diffs_single_pass: int = 10
+    # Test (see jwpipe.jump_detection.detect_jumps): "gls_positive" (one-sided for positive
+    # steps, split hits, common-mode removal) or "gls" (symmetric |z| test).
+    method: str = "gls_positive"
+    negative_rejection_threshold: float = 5.0
+    split_hits: bool = True
+    common_mode: bool = True
     # Extended events. None = as the reference's parameter files choose per mode: snowballs for
     # the near-IR detectors, showers for MIRI.
     expand_large_events: bool | None = None
@@ -71,7 +89,14 @@ class _JumpSetup:
 
 
 class JumpStep(RampStep):
-    """Two-point-difference jump detection (block by block)."""
+    """Two-point-difference jump detection (block by block).
+
+    Parameters are those of :class:`JumpParams` (the reference pipeline's, plus ``method``,
+    ``negative_rejection_threshold``, ``split_hits`` and ``common_mode``; see
+    :func:`jwpipe.jump_detection.detect_jumps`). The detector lines for the common-mode removal
+    follow the exposure's FASTAXIS (rows for +-1, columns for +-2) and NOUTPUTS (amplifier
+    segments along the line; one segment for MIRI, whose amplifiers interleave by column).
+    """
 
     name = "jump"
     class_name = "JumpStep"
@@ -95,8 +120,12 @@ class JumpStep(RampStep):
         if options["find_showers"] is None:
             options["find_showers"] = miri
         exposure = model.meta.exposure
+        fastaxis = model.meta.subarray.fastaxis
+        noutputs = exposure.noutputs
         options.update(group_time=exposure.group_time, frame_time=exposure.frame_time,
-                       nframes=exposure.nframes or 1)
+                       nframes=exposure.nframes or 1,
+                       fast_axis=int(fastaxis) if fastaxis in (1, -1, 2, -2) else 1,
+                       noutputs=int(noutputs) if (noutputs or 0) >= 1 and not miri else 1)
         return _JumpSetup(arrays["gain"], arrays["readnoise"], options, JumpState())
 
     def process_block(self, block: RampBlock, setup: _JumpSetup) -> None:

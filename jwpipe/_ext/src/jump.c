@@ -20,7 +20,18 @@
  * |d_k|, since then |z_0| = |z_1|) is a jump when it exceeds the threshold for the number n of
  * differences left (n >= 4: rejection_threshold, 3: four_group_threshold, 2: three_group_threshold);
  * that difference is removed, lam recomputed and the test repeated. JUMP_DET goes on the later
- * group of the difference.
+ * group of the difference. That is the symmetric test (the same thresholds for both signs). With
+ * different thresholds for z > 0 (the thresholds above) and z < 0 (neg_*), the candidate is the
+ * largest |z_k| over the threshold of its sign (two differences left: the larger d_k, as a
+ * positive step), and with split_frames > 1 also the positive "split" template (e_k + e_k+1) / 2
+ * of a hit arriving between the frames of a group: z = t'P d / sqrt(t'P t), which needs
+ * P_k,k+1 = (S^-1)_k,k+1 - v_k v_k+1 / 1'v with (S^-1)_k,k+1 = -(b_k / del_k) (S^-1)_k+1,k+1
+ * from the same factorisation.
+ *
+ * Common mode (jw_line_offsets, optional): per integration, difference and detector line segment
+ * (rows or columns, amplifier segments), the clipped inverse-variance weighted mean of d_k - m
+ * over the segment's pixels, subtracted from d_k before the test (1/f noise that is the same
+ * along a line and that no per-pixel noise model covers).
  *
  * Implementation. S is tridiagonal; S^-1 1, S^-1 d and diag(S^-1) come from one forward and one
  * backward sweep (diag via (S^-1)_kk = 1 / (delta_k + eta_k - a_k) with forward and backward
@@ -69,16 +80,17 @@ typedef struct {
     float *e, *ug;
     float *us, *d, *del, *idel, *y1, *yd, *v, *w, *dinv;
     /* Per-pixel tile values. */
-    float *gx, *sx, *valid, *ieta, *aus, *bus, *t2, *n, *sumd, *ngood, *cand, *sacc, *wacc;
+    float *gx, *sx, *valid, *ieta, *aus, *bus, *t2, *n, *sumd, *ngood, *cand, *sacc, *wacc, *co;
     /* Scalar (double) buffers for the candidate pass, [difference]. */
-    double *dd, *ddel, *didel, *dy1, *dyd, *dv, *dw, *ddinv, *dz;
+    double *dd, *ddel, *didel, *dy1, *dyd, *dv, *dw, *ddinv, *dz, *dco;
     unsigned char *dus, *dug;
-    int *reach;
+    int *reach, *lix;
     /* Neighbour events: offsets of jumps whose four neighbours are to be flagged. */
     int64_t *ev;
     size_t nev, cap;
     int64_t njumps;
     int err;
+    float *lbuf;  /* line buffer for the row offsets computed with the rows (line_fused) */
 } workspace;
 
 static void ws_free(workspace *ws)
@@ -88,19 +100,22 @@ static void ws_free(workspace *ws)
     free(ws->dus);
     free(ws->reach);
     free(ws->ev);
+    free(ws->lbuf);
     memset(ws, 0, sizeof(*ws));
 }
 
-static int ws_alloc(workspace *ws, int ngroups)
+static int ws_alloc(workspace *ws, int ngroups, size_t nlbuf)
 {
     const size_t G = (size_t)ngroups, nd = G > 1 ? G - 1 : 1;
-    const size_t nf = 2 * G * TILE + 9 * nd * TILE + 13 * (size_t)TILE;
+    const size_t nf = 2 * G * TILE + 9 * nd * TILE + 14 * (size_t)TILE;
     memset(ws, 0, sizeof(*ws));
     ws->e = (float *)malloc(nf * sizeof(float));
-    ws->dd = (double *)malloc(9 * nd * sizeof(double));
+    ws->dd = (double *)malloc(10 * nd * sizeof(double));
     ws->dus = (unsigned char *)malloc(2 * G);
-    ws->reach = (int *)malloc(G * sizeof(int));
-    if (ws->e == NULL || ws->dd == NULL || ws->dus == NULL || ws->reach == NULL) {
+    ws->reach = (int *)malloc((G + TILE) * sizeof(int));
+    ws->lbuf = nlbuf > 0 ? (float *)malloc(nlbuf * sizeof(float)) : NULL;
+    if (ws->e == NULL || ws->dd == NULL || ws->dus == NULL || ws->reach == NULL
+        || (nlbuf > 0 && ws->lbuf == NULL)) {
         ws_free(ws);
         return JW_ERR_ALLOC;
     }
@@ -111,13 +126,14 @@ static int ws_alloc(workspace *ws, int ngroups)
                       &ws->dinv};
     for (size_t a = 0; a < sizeof(arrs) / sizeof(arrs[0]); a++) { *arrs[a] = f; f += nd * TILE; }
     float **pix[] = {&ws->gx, &ws->sx, &ws->valid, &ws->ieta, &ws->aus, &ws->bus, &ws->t2,
-                     &ws->n, &ws->sumd, &ws->ngood, &ws->cand, &ws->sacc, &ws->wacc};
+                     &ws->n, &ws->sumd, &ws->ngood, &ws->cand, &ws->sacc, &ws->wacc, &ws->co};
     for (size_t a = 0; a < sizeof(pix) / sizeof(pix[0]); a++) { *pix[a] = f; f += TILE; }
     double *g = ws->dd;
     double **darr[] = {&ws->dd, &ws->ddel, &ws->didel, &ws->dy1, &ws->dyd, &ws->dv, &ws->dw,
-                       &ws->ddinv, &ws->dz};
+                       &ws->ddinv, &ws->dz, &ws->dco};
     for (size_t a = 0; a < sizeof(darr) / sizeof(darr[0]); a++) { *darr[a] = g; g += nd; }
     ws->dug = ws->dus + G;
+    ws->lix = ws->reach + G;
     return JW_OK;
 }
 
@@ -139,6 +155,21 @@ static inline double threshold_for(int n, const jw_jump_params *P)
     if (n >= 4) return P->rejection_threshold;
     if (n == 3) return P->four_group_threshold;
     return P->three_group_threshold;
+}
+
+static inline double neg_threshold_for(int n, const jw_jump_params *P)
+{
+    if (n >= 4) return P->neg_rejection_threshold;
+    if (n == 3) return P->neg_four_group_threshold;
+    return P->neg_three_group_threshold;
+}
+
+/* The same threshold for both signs: the |z| test (decisions as with a single threshold). */
+static inline int symmetric(const jw_jump_params *P)
+{
+    return P->rejection_threshold == P->neg_rejection_threshold
+           && P->four_group_threshold == P->neg_four_group_threshold
+           && P->three_group_threshold == P->neg_three_group_threshold;
 }
 
 /* Double-precision GLS sweep over nd differences (us[k]: usable and not yet flagged).
@@ -183,12 +214,15 @@ static void gls_sweep_d(workspace *ws, int nd, double a_use, double b_use, doubl
 /* Candidate pass for one pixel: iterate the test in double precision over a virtual ramp of
  * nint integrations of G groups (consecutive planes `plane` apart; differences across an
  * integration boundary are not used). Integrations with fewer than minimum_groups usable groups
- * take no part. Flags go to `out`; mean_out[j] (stride `plane`) gets integration j's mean
- * non-jump usable difference (DN). Returns the number of jumps. */
+ * take no part. dco: NULL or the common-mode offset (DN) of each virtual difference, subtracted.
+ * Flags go to `out`; mean_out[j] (stride `plane`) gets integration j's mean non-jump usable
+ * difference (DN). Returns the number of jumps. */
 static int pixel_iterate(workspace *ws, const float *ramp, const uint8_t *q, uint8_t *out,
                          size_t plane, int nint, int G, double gain, double s, double c,
-                         const jw_jump_params *P, int64_t off0, float *mean_out)
+                         const jw_jump_params *P, int64_t off0, float *mean_out,
+                         const double *dco)
 {
+    const int sym = symmetric(P);
     const int GV = nint * G, nd = GV - 1;
     double *d = ws->dd, *z = ws->dz;
     unsigned char *us = ws->dus;
@@ -207,6 +241,7 @@ static int pixel_iterate(workspace *ws, const float *ramp, const uint8_t *q, uin
         us[k] = (unsigned char)(ug[k] && ug[k + 1] && (k % G) != G - 1);
         d[k] = us[k] ? (double)ramp[(size_t)(k + 1) * plane] * gain
                            - (double)ramp[(size_t)k * plane] * gain
+                           - (dco != NULL ? dco[k] * gain : 0.0)
                      : 0.0;
     }
     int njump = 0;
@@ -230,21 +265,49 @@ static int pixel_iterate(workspace *ws, const float *ramp, const uint8_t *q, uin
         if (!(S > 0.0)) break;
         double m = W / S;
         int best = -1;
-        double bestz = -1.0;
+        double bestz = -1.0, bests = -1.0;
+        const double tp = threshold_for(n, P), tn = neg_threshold_for(n, P);
         for (int k = 0; k < nd; k++) {
             if (!us[k]) continue;
             double pk = ws->ddinv[k] - ws->dv[k] * ws->dv[k] / S;
             double num = ws->dw[k] - ws->dv[k] * m;
             z[k] = pk > 0.0 ? fabs(num) / sqrt(pk) : 0.0;
-            if (z[k] > bestz) { bestz = z[k]; best = k; }
+            /* Score: |z| for the symmetric test, else |z| over the threshold of its sign. */
+            double sc = sym ? z[k] : z[k] / (num > 0.0 ? tp : tn);
+            if (sc > bests) { bests = sc; bestz = z[k]; best = k; }
         }
+        /* A hit arriving at frame j > 0 of a group of NF averaged frames puts (NF - j) / NF of
+         * its charge in difference k and the rest in k + 1. One template, the even share
+         * t = (e_k + e_k+1) / 2, covers the uneven ones well: z = t'P d / sqrt(t'P t), with
+         * P_k,k+1 = (S^-1)_k,k+1 - v_k v_k+1 / 1'S^-1 1 and (S^-1)_k,k+1 = -(b_k / del_k)
+         * (S^-1)_k+1,k+1 (LDL' of the tridiagonal S). Positive steps only; the flag goes on the
+         * later group of the difference with the larger part. */
+        for (int k = 0; !sym && P->split_frames > 1 && k + 1 < nd; k++) {
+            if (!(us[k] && us[k + 1])) continue;
+            const double vk = ws->dv[k], vk1 = ws->dv[k + 1];
+            const double pkk = ws->ddinv[k] - vk * vk / S;
+            const double p11 = ws->ddinv[k + 1] - vk1 * vk1 / S;
+            const double pk1 = -b_use * ws->didel[k] * ws->ddinv[k + 1] - vk * vk1 / S;
+            const double a0 = ws->dw[k] - vk * m, a1 = ws->dw[k + 1] - vk1 * m;
+            const double num = 0.5 * a0 + 0.5 * a1;
+            const double den = 0.25 * pkk + 0.5 * pk1 + 0.25 * p11;
+            if (!(num > 0.0 && den > 0.0)) continue;
+            const double zs = num / sqrt(den);
+            if (zs / tp > bests) { bests = zs / tp; bestz = zs; best = a0 >= a1 ? k : k + 1; }
+        }
+
         if (n == 2) {
-            double bd = -1.0;
-            for (int k = 0; k < nd; k++)
-                if (us[k] && fabs(d[k]) > bd) { bd = fabs(d[k]); best = k; }
+            /* Then |z_0| = |z_1|: a step in either. The symmetric test takes the larger |d_k|;
+             * the positive one the larger d_k, as a positive step (the sign cosmic rays have). */
+            double bd = -INFINITY;
+            for (int k = 0; k < nd; k++) {
+                const double dk = sym ? fabs(d[k]) : d[k];
+                if (us[k] && dk > bd) { bd = dk; best = k; }
+            }
             bestz = z[best];
+            bests = sym ? bestz : bestz / tp;
         }
-        if (best < 0 || !(bestz > threshold_for(n, P))) break;
+        if (best < 0 || !(sym ? bestz > tp : bests > 1.0)) break;
         us[best] = 0;
         out[(size_t)(best + 1) * plane] |= JUMP_BIT;
         njump++;
@@ -311,11 +374,12 @@ static inline void tile_min_groups(int tw, float *R ugj, int G, float *R ngood, 
 }
 
 static inline void tile_diff(int tw, const float *R e0, const float *R e1, const float *R u0,
-                             const float *R u1, float *R uk, float *R dk, float *R nn,
-                             float *R sumd, float *R dmax, float *R dmin, int first, float keep)
+                             const float *R u1, const float *R co, float *R uk, float *R dk,
+                             float *R nn, float *R sumd, float *R dmax, float *R dmin, int first,
+                             float keep)
 {
     FORX {
-        const float u = u0[x] * u1[x] * keep, df = e1[x] - e0[x];
+        const float u = u0[x] * u1[x] * keep, df = e1[x] - e0[x] - co[x];
         const float dv = u > 0.0f ? df : 0.0f;
         const float hi = u > 0.0f ? df : -INFINITY, lo = u > 0.0f ? df : INFINITY;
         const float mx = first ? -INFINITY : dmax[x], mn = first ? INFINITY : dmin[x];
@@ -437,6 +501,31 @@ static inline void tile_backward(int tw, const float *R uk, const float *R un, c
     }
 }
 
+/* Split template of differences k, k+1 (see pixel_iterate): hit |= (a_k + a_k+1) / 2 > 0 and
+ * its square > t2 t'P t. */
+static inline void tile_screen_split(int tw, const float *R uk, const float *R uk1,
+                                     const float *R vk, const float *R vk1, const float *R wk,
+                                     const float *R wk1, const float *R idk, const float *R dik,
+                                     const float *R dik1, const float *R bus, const float *R is,
+                                     const float *R m, const float *R t2, float *R hit)
+{
+    {
+        const float f = 0.5f, h = 0.5f;
+        FORX {
+            const float v0 = vk[x], v1 = vk1[x], sx = is[x];
+            const float pkk = dik[x] - v0 * v0 * sx, p11 = dik1[x] - v1 * v1 * sx;
+            const float pk1 = -bus[x] * idk[x] * dik1[x] - v0 * v1 * sx;
+            const float a0 = wk[x] - v0 * m[x], a1 = wk1[x] - v1 * m[x];
+            const float num = f * a0 + h * a1;
+            const float den = f * f * pkk + 2.0f * f * h * pk1 + h * h * p11;
+            const float q = num * num - t2[x] * den;
+            const float h1 = ((uk[x] * uk1[x] > 0.0f) & !(num <= 0.0f) & !(q <= 0.0f)) ? 1.0f
+                                                                                       : 0.0f;
+            hit[x] = h1 > hit[x] ? h1 : hit[x];
+        }
+    }
+}
+
 static inline void tile_screen_prep(int tw, float *R sacc, float *R wacc, float *R hit)
 {
     FORX {
@@ -473,22 +562,263 @@ static inline void tile_screen(int tw, const float *R uk, const float *R vk, con
 #define JW_ROW_CLONES
 #endif
 
+/* Index of pixel (y, x) in one difference's offset table [nlines][nseg]: lines are rows (axis 1)
+ * or columns (axis 2), cut into nseg equal segments along their length. */
+static inline int line_index(int axis, int nseg, int y, int x, int ny, int nx)
+{
+    if (axis == 1) return y * nseg + (int)((int64_t)x * nseg / nx);
+    return x * nseg + (int)((int64_t)y * nseg / ny);
+}
+
+/* Common-mode offsets (jw_line_offsets). The loops run over the pixels of a line with selects
+ * rather than branches, so that they vectorise. */
+#define LANES 16
+#define R restrict
+/* Row length in the line buffer: npix rounded up to whole blocks of 8 pixels. */
+static size_t line_stride(int npix)
+{
+    return ((size_t)npix + 7) / 8 * 8;
+}
+
+static size_t line_buf_floats(int G, int npix)
+{
+    return (2 * (size_t)(G > 1 ? G - 1 : 1) + 5) * line_stride(npix);
+}
+
+/* Clipped weighted sums over [p0, p1): LANES independent partial sums added in a fixed order
+ * (vectorised, and the same for any thread count). Returns the offset, 0 with too few pixels. */
+static inline float line_clipped_mean(const float *R rk, const float *R wk, int p0, int p1,
+                                      float off, float clip2)
+{
+    float sw[LANES], swr[LANES], sc[LANES];
+    for (int l = 0; l < LANES; l++) { sw[l] = 0.0f; swr[l] = 0.0f; sc[l] = 0.0f; }
+    int p = p0;
+    for (; p + LANES <= p1; p += LANES)
+        for (int l = 0; l < LANES; l++) {
+            const float w = wk[p + l], x = rk[p + l], e = x - off;
+            /* w >= 0 always; w = 0 adds nothing, so only the clip needs a mask. */
+            const float keep = e * e * w < clip2 ? 1.0f : 0.0f;
+            const float kw = keep * w;
+            sw[l] += kw;
+            swr[l] += kw * x;
+            sc[l] += w > 0.0f ? keep : 0.0f;
+        }
+    for (int l = 0; p < p1; p++, l++) {
+        const float w = wk[p], x = rk[p], e = x - off;
+        const int keep = (w > 0.0f) & (e * e * w < clip2);
+        sw[l] += keep ? w : 0.0f;
+        swr[l] += keep ? w * x : 0.0f;
+        sc[l] += keep ? 1.0f : 0.0f;
+    }
+    double tw = 0.0, twr = 0.0, tc = 0.0;
+    for (int l = 0; l < LANES; l++) { tw += sw[l]; twr += swr[l]; tc += sc[l]; }
+    return (tc >= JW_LINE_MIN_PIXELS && tw > 0.0) ? (float)(twr / tw) : 0.0f;
+}
+#undef R
+
+#define R restrict
+/* Difference k of a line straight from the data (groups k and k+1, pixels `step` apart):
+ * d into dk (0 where unusable), usability into wk; the pixel's count, sum, max, min and usable
+ * groups (group k+1; group 0 is counted by the caller). */
+static inline void line_diff(int np, size_t step, const float *R v0, const float *R v1,
+                             const uint8_t *R q0, const uint8_t *R q1, float *R dk, float *R wk,
+                             float *R ng)
+{
+    for (int p = 0; p < np; p++) {
+        const float a = v0[(size_t)p * step], b = v1[(size_t)p * step];
+        const int ok0 = ((q0[(size_t)p * step] & BAD_BITS) == 0) & ((a - a) == 0.0f);
+        const int ok1 = ((q1[(size_t)p * step] & BAD_BITS) == 0) & ((b - b) == 0.0f);
+        const float u = (ok0 & ok1) ? 1.0f : 0.0f;
+        dk[p] = (ok0 & ok1) ? b - a : 0.0f;
+        wk[p] = u;
+        ng[p] += ok1 ? 1.0f : 0.0f;
+    }
+}
+
+static inline void line_first(int np, size_t step, const float *R v0, const uint8_t *R q0,
+                              float *R ng, float *R cnt, float *R sum, float *R mx, float *R mn)
+{
+    for (int p = 0; p < np; p++) {
+        const float a = v0[(size_t)p * step];
+        const int ok0 = ((q0[(size_t)p * step] & BAD_BITS) == 0) & ((a - a) == 0.0f);
+        ng[p] = ok0 ? 1.0f : 0.0f;
+        cnt[p] = 0.0f; sum[p] = 0.0f; mx[p] = -INFINITY; mn[p] = INFINITY;
+    }
+}
+
+static inline void line_stats(int np, const float *R dk, const float *R wk, float *R cnt,
+                              float *R sum, float *R mx, float *R mn)
+{
+    for (int p = 0; p < np; p++) {
+        const float u = wk[p], d = dk[p];
+        const float hi = u > 0.0f ? d : -INFINITY, lo = u > 0.0f ? d : INFINITY;
+        cnt[p] += u;
+        sum[p] += d;
+        mx[p] = hi > mx[p] ? hi : mx[p];
+        mn[p] = lo < mn[p] ? lo : mn[p];
+    }
+}
+
+/* The pixel's mean difference m (largest and smallest left out with 4 or more) into sum and its
+ * weight 1/var(d_k) as the test models the noise into cnt (0 where the pixel is not tested). */
+static inline void line_model(int np, const float *R gain, const float *R rn, size_t step,
+                              const float *R ngood, float *R sum, float *R cnt,
+                              const float *R mx, const float *R mn, float mgroups,
+                              float one_m2c, float inv_nf)
+{
+    for (int p = 0; p < np; p++) {
+        const float g_ = gain[(size_t)p * step], r_ = rn[(size_t)p * step], n = cnt[p];
+        const int okg = (g_ > 0.0f) & ((g_ - g_) == 0.0f) & (r_ >= 0.0f) & ((r_ - r_) == 0.0f);
+        const int clip = n >= 4.0f;
+        const float sd = clip ? sum[p] - mx[p] - mn[p] : sum[p];
+        const float nu = clip ? n - 2.0f : n;
+        const float m = sd / (nu > 0.0f ? nu : 1.0f);
+        const float gg = okg ? g_ : 1.0f;
+        const float lam = m * gg > 0.0f ? m * gg : 0.0f;
+        const float rg = (okg ? r_ : 0.0f) * gg;
+        const float var = (lam * one_m2c + rg * rg * inv_nf) / (gg * gg);
+        const int ok = okg & (ngood[p] >= mgroups) & (n >= 2.0f) & (var > 0.0f);
+        sum[p] = m;
+        cnt[p] = ok ? 1.0f / (var > 0.0f ? var : 1.0f) : 0.0f;
+    }
+}
+
+static inline void line_resid(int np, float *R rk, float *R wk, const float *R m,
+                              const float *R w)
+{
+    for (int p = 0; p < np; p++) {
+        rk[p] = rk[p] - m[p];
+        wk[p] = wk[p] * w[p];
+    }
+}
+#undef R
+
+/* Common-mode offsets of one line (npix pixels `step` apart from `first`, pixel indices into the
+ * (ny, nx) plane) of integration i: out[k * kstride + seg] for each difference k and segment.
+ * buf: per-thread buffer of line_buf_floats(G, npix) floats. */
+JW_ROW_CLONES
+static void line_offsets_one(const float *data, const uint8_t *gdq, const float *gain,
+                             const float *rn, size_t plane, size_t ibase, size_t first,
+                             size_t step, int npix, int G, int nseg, float c, int nframes,
+                             float mgroups, float *buf, float *out, size_t kstride)
+{
+    const int nd = G - 1;
+    const size_t NP = line_stride(npix);
+    /* buf rows of NP floats: [nd] differences then residuals d_k - m (DN), [nd] usability then
+     * weights 1 / var(d_k) (0: not used), then per pixel count, sum, max, min, usable groups. */
+    float *res = buf, *wgt = res + (size_t)nd * NP;
+    float *cnt = wgt + (size_t)nd * NP, *sum = cnt + NP, *mx = sum + NP, *mn = mx + NP;
+    float *ng = mn + NP;
+    const float *src = data + ibase + first;
+    const uint8_t *qs = gdq + ibase + first;
+    line_first(npix, step, src, qs, ng, cnt, sum, mx, mn);
+    for (int k = 0; k < nd; k++) {
+        float *rk = res + (size_t)k * NP, *wk = wgt + (size_t)k * NP;
+        if (step == 1)  /* rows: contiguous, a separate instance that vectorises */
+            line_diff(npix, 1, src + (size_t)k * plane, src + (size_t)(k + 1) * plane,
+                      qs + (size_t)k * plane, qs + (size_t)(k + 1) * plane, rk, wk, ng);
+        else
+            line_diff(npix, step, src + (size_t)k * plane, src + (size_t)(k + 1) * plane,
+                      qs + (size_t)k * plane, qs + (size_t)(k + 1) * plane, rk, wk, ng);
+        line_stats(npix, rk, wk, cnt, sum, mx, mn);
+    }
+    line_model(npix, gain + first, rn + first, step, ng, sum, cnt, mx, mn, mgroups,
+               1.0f - 2.0f * c, 1.0f / (float)nframes);
+    for (int k = 0; k < nd; k++)
+        line_resid(npix, res + (size_t)k * NP, wgt + (size_t)k * NP, sum, cnt);
+    /* Per difference and segment: inverse-variance weighted mean, clipped at 5 sigma of each
+     * pixel around 0 (which the offsets are small compared with), then at 4 sigma around that
+     * first value (so sources, hits and bad pixels drop out). */
+    for (int k = 0; k < nd; k++) {
+        const float *rk = res + (size_t)k * NP, *wk = wgt + (size_t)k * NP;
+        for (int sgm = 0; sgm < nseg; sgm++) {
+            const int p0 = (int)((int64_t)sgm * npix / nseg);
+            const int p1 = (int)((int64_t)(sgm + 1) * npix / nseg);
+            const float o = line_clipped_mean(rk, wk, p0, p1, 0.0f, 25.0f);
+            out[(size_t)k * kstride + sgm] = line_clipped_mean(rk, wk, p0, p1, o, 16.0f);
+        }
+    }
+}
+#undef LANES
+
+int jw_line_offsets(const float *data, const uint8_t *groupdq, const float *gain,
+                    const float *readnoise, float *offsets, int nints, int ngroups, int ny, int nx,
+                    const jw_jump_params *params, int nthreads)
+{
+    if (nints < 0 || ngroups < 1 || ny < 0 || nx < 0) return JW_ERR_SHAPE;
+    if (params->nframes < 1 || !(params->group_time > 0.0) || params->frame_time < 0.0
+        || (params->line_axis != 1 && params->line_axis != 2) || params->line_segments < 1)
+        return JW_ERR_PARAM;
+    if (nints == 0 || ny == 0 || nx == 0 || ngroups < 2) return JW_OK;
+    const int N = params->nframes, nd = ngroups - 1, nseg = params->line_segments;
+    double c = 0.0;
+    if (N > 1 && params->frame_time > 0.0)
+        c = params->frame_time / params->group_time * ((double)N * N - 1.0) / (6.0 * N);
+    if (c > 1.0 / 6.0) c = 1.0 / 6.0;
+    const int rows = params->line_axis == 1;
+    const int nlines = rows ? ny : nx, npix = rows ? nx : ny;
+    const size_t plane = (size_t)ny * (size_t)nx, step = rows ? 1 : (size_t)nx;
+    const int nthr = nthreads < 1 ? 1 : nthreads;
+    int status = JW_OK;
+
+    #pragma omp parallel num_threads(nthr)
+    {
+        float *buf = (float *)malloc(line_buf_floats(ngroups, npix) * sizeof(float));
+        int err = buf == NULL;
+        #pragma omp for schedule(static)
+        for (long t = 0; t < (long)nints * nlines; t++) {
+            if (err) continue;
+            const int i = (int)(t / nlines), l = (int)(t % nlines);
+            const size_t first = rows ? (size_t)l * nx : (size_t)l;
+            line_offsets_one(data, groupdq, gain, readnoise, plane,
+                             (size_t)i * ngroups * plane, first, step, npix, ngroups, nseg,
+                             (float)c, N, (float)params->minimum_groups, buf,
+                             offsets + ((size_t)i * nd * nlines + l) * nseg,
+                             (size_t)nlines * nseg);
+        }
+        if (err) {
+            #pragma omp critical
+            status = JW_ERR_ALLOC;
+        }
+        free(buf);
+    }
+    return status;
+}
+
+
 /* One row y of nint integrations from i0 (nint = 1, or the whole block when pooling): copy the
  * DQ, screen in single precision, decide the candidates in double precision. */
 JW_ROW_CLONES
 static void process_row(workspace *ws, const float *data, const uint8_t *gdq, const float *gain,
-                        const float *rn, uint8_t *out, uint32_t *pdq, float *mdiff, int i0,
-                        int nint, int y, int G, int ny, int nx, const jw_jump_params *P, double c)
+                        const float *rn, float *loff, uint8_t *out, uint32_t *pdq,
+                        float *mdiff, int i0, int nint, int y, int G, int ny, int nx,
+                        const jw_jump_params *P, double c)
 {
     const size_t plane = (size_t)ny * (size_t)nx;
     const int GV = nint * G, nd = GV - 1;
     const float cf = (float)c, one_m2c = (float)(1.0 - 2.0 * c);
     const float half_over_nf = 0.5f / (float)P->nframes;
     const float mgroups = (float)P->minimum_groups;
-    const float t_rej = (float)(P->rejection_threshold * P->rejection_threshold) * SCREEN;
-    const float t_four = (float)(P->four_group_threshold * P->four_group_threshold) * SCREEN;
-    const float t_three = (float)(P->three_group_threshold * P->three_group_threshold) * SCREEN;
+    /* The screen tests |z| against the lower of the two signs' thresholds. */
+    const double r_lo = fmin(P->rejection_threshold, P->neg_rejection_threshold);
+    const double f_lo = fmin(P->four_group_threshold, P->neg_four_group_threshold);
+    const double h_lo = fmin(P->three_group_threshold, P->neg_three_group_threshold);
+    const float t_rej = (float)(r_lo * r_lo) * SCREEN;
+    const float t_four = (float)(f_lo * f_lo) * SCREEN;
+    const float t_three = (float)(h_lo * h_lo) * SCREEN;
+    const int axis = loff != NULL ? P->line_axis : 0;
+    const int nseg = P->line_segments > 0 ? P->line_segments : 1;
+    const size_t nlines = axis == 2 ? (size_t)nx : (size_t)ny;
     const size_t T = TILE;
+
+    /* Row offsets computed here, while the row's data are in cache (rather than in a pass of
+     * their own over the block): the same function and inputs as jw_line_offsets. */
+    if (axis == 1 && ws->lbuf != NULL)
+        for (int j = 0; j < nint; j++)
+            line_offsets_one(data, gdq, gain, rn, plane, (size_t)(i0 + j) * G * plane,
+                             (size_t)y * nx, 1, nx, G, nseg, (float)c, P->nframes, mgroups,
+                             ws->lbuf, loff + ((size_t)(i0 + j) * (G - 1) * ny + y) * nseg,
+                             (size_t)ny * nseg);
 
     for (int x0 = 0; x0 < nx; x0 += TILE) {
         const int tw = nx - x0 < TILE ? nx - x0 : TILE;
@@ -514,10 +844,22 @@ static void process_row(workspace *ws, const float *data, const uint8_t *gdq, co
             for (int x = 0; x < tw; x++) md[x] = NAN;
             continue;
         }
+        if (axis != 0)
+            for (int x = 0; x < tw; x++) ws->lix[x] = line_index(axis, nseg, y, x0 + x, ny, nx);
         for (int k = 0; k < nd; k++)
+        {
+            /* Common-mode offset of this difference at each pixel, electrons. */
+            const int j = k / G, kk = k % G;
+            if (axis == 0 || kk == G - 1) {
+                for (int x = 0; x < tw; x++) ws->co[x] = 0.0f;
+            } else {
+                const float *lo = loff + ((size_t)(i0 + j) * (G - 1) + kk) * nlines * nseg;
+                for (int x = 0; x < tw; x++) ws->co[x] = lo[ws->lix[x]] * ws->gx[x];
+            }
             tile_diff(tw, ws->e + k * T, ws->e + (k + 1) * T, ws->ug + k * T, ws->ug + (k + 1) * T,
-                      ws->us + k * T, ws->d + k * T, ws->n, ws->sumd, ws->wacc, ws->sacc,
+                      ws->co, ws->us + k * T, ws->d + k * T, ws->n, ws->sumd, ws->wacc, ws->sacc,
                       k == 0, (k % G) == G - 1 ? 0.0f : 1.0f);
+        }
         tile_noise(tw, ws->n, ws->sumd, ws->wacc, ws->sacc, ws->sx, ws->valid, ws->cand, ws->aus,
                    ws->bus, ws->t2, one_m2c, cf, t_rej, t_four, t_three);
         for (int j = 0; j < nint; j++)
@@ -540,6 +882,12 @@ static void process_row(workspace *ws, const float *data, const uint8_t *gdq, co
         for (int k = 0; k < nd; k++)
             tile_screen(tw, ws->us + k * T, ws->v + k * T, ws->w + k * T, ws->dinv + k * T,
                         ws->sacc, ws->wacc, ws->t2, ws->ieta);
+        if (!symmetric(P) && P->split_frames > 1)
+            for (int k = 0; k + 1 < nd; k++)
+                tile_screen_split(tw, ws->us + k * T, ws->us + (k + 1) * T, ws->v + k * T,
+                                  ws->v + (k + 1) * T, ws->w + k * T, ws->w + (k + 1) * T,
+                                  ws->idel + k * T, ws->dinv + k * T, ws->dinv + (k + 1) * T,
+                                  ws->bus, ws->sacc, ws->wacc, ws->t2, ws->ieta);
 
         /* Decide the candidates in double precision. */
         for (int x = 0; x < tw; x++) {
@@ -547,8 +895,17 @@ static void process_row(workspace *ws, const float *data, const uint8_t *gdq, co
             const size_t off = base + (size_t)x;
             const double gd = (double)ws->gx[x], rd = (double)rn[pix0 + x];
             const double s = (rd * gd) * (rd * gd) / (2.0 * P->nframes);
+            if (axis != 0) {
+                for (int k = 0; k < nd; k++) {
+                    const int j = k / G, kk = k % G;
+                    ws->dco[k] = kk == G - 1 ? 0.0
+                        : (double)loff[((size_t)(i0 + j) * (G - 1) + kk) * nlines * nseg
+                                       + (size_t)ws->lix[x]];
+                }
+            }
             ws->njumps += pixel_iterate(ws, data + off, gdq + off, out + off, plane, nint, G, gd,
-                                        s, c, P, (int64_t)off, md + x);
+                                        s, c, P, (int64_t)off, md + x,
+                                        axis != 0 ? ws->dco : NULL);
         }
     }
 }
@@ -592,9 +949,9 @@ static void after_jump_row(workspace *ws, const float *data, const uint8_t *gdq,
 }
 
 int jw_detect_jumps(const float *data, const uint8_t *groupdq, const float *gain,
-                    const float *readnoise, uint8_t *groupdq_out, uint32_t *pixeldq,
-                    float *mean_diff, int64_t *n_jumps, int nints, int ngroups, int ny, int nx,
-                    const jw_jump_params *params, int nthreads)
+                    const float *readnoise, float *line_offsets, uint8_t *groupdq_out,
+                    uint32_t *pixeldq, float *mean_diff, int64_t *n_jumps, int nints, int ngroups,
+                    int ny, int nx, const jw_jump_params *params, int nthreads)
 {
     if (nints < 0 || ngroups < 1 || ny < 0 || nx < 0) return JW_ERR_SHAPE;
     if (params->nframes < 1 || !(params->group_time > 0.0) || params->frame_time < 0.0)
@@ -612,6 +969,8 @@ int jw_detect_jumps(const float *data, const uint8_t *groupdq, const float *gain
     int status = JW_OK;
     const int pool = params->pool_integrations != 0;
     const long nrows = pool ? (long)ny : (long)nints * ny;
+    const int fused = line_offsets != NULL && params->line_fused && params->line_axis == 1
+                      && ngroups > 1;
 
     #pragma omp parallel num_threads(nthr)
     {
@@ -620,11 +979,13 @@ int jw_detect_jumps(const float *data, const uint8_t *groupdq, const float *gain
 #else
         workspace *ws = &wss[0];
 #endif
-        if (ws_alloc(ws, pool ? nints * ngroups : ngroups) != JW_OK) ws->err = JW_ERR_ALLOC;
+        const size_t nlbuf = fused ? line_buf_floats(ngroups, nx) : 0;
+        if (ws_alloc(ws, pool ? nints * ngroups : ngroups, nlbuf) != JW_OK) ws->err = JW_ERR_ALLOC;
         #pragma omp for schedule(static)
         for (long r = 0; r < nrows; r++) {
             if (ws->err) continue;
-            process_row(ws, data, groupdq, gain, readnoise, groupdq_out, pixeldq, mean_diff,
+            process_row(ws, data, groupdq, gain, readnoise, line_offsets, groupdq_out, pixeldq,
+                        mean_diff,
                         pool ? 0 : (int)(r / ny), pool ? nints : 1, (int)(r % ny), ngroups, ny,
                         nx, params, c);
         }
