@@ -1,8 +1,8 @@
 """jump: flag cosmic rays (jumps) in ramps by two-point differences, plus snowballs and showers.
 
 The detection itself is :func:`jwpipe.jump_detection.detect_jumps` (compiled kernels for the
-difference test and for labelling extended events); this module reads the gain and read-noise references once
-per exposure and passes the cross-integration state from block to block.
+difference test and for labelling extended events); this module reads the gain and read-noise
+references once per exposure and passes the cross-integration state from block to block.
 
 Deviation from the reference pipeline (jwst 3.0 / stcal ``twopoint_difference``), on purpose and
 documented in :mod:`jwpipe.jump_detection`: the default ``method="gls_positive"`` tests each
