@@ -578,10 +578,15 @@ def _flag_snowballs(gdq_int, *, min_sat_area, min_jump_area, expand_factor, sat_
     cores = np.zeros((ny, nx), bool)
     cap = 2.0 * max_extended_radius
     total = 0
-    sat = (gdq_int & _SAT) != 0
+
+    def newly_saturated(k):
+        # Read from the group DQ each time, one plane at a time: core extensions below update
+        # it, and a whole-ramp boolean copy would cost more memory than the rest of the step.
+        return ((gdq_int[k] & _SAT) != 0) & ((gdq_int[k - 1] & _SAT) == 0)
+
     for g in range(1, ngroups):
-        sats = _regions(sat[g] & ~sat[g - 1], min_sat_area)
-        next_sats = _regions(sat[g + 1] & ~sat[g], min_sat_area) if g < ngroups - 1 else []
+        sats = _regions(newly_saturated(g), min_sat_area)
+        next_sats = _regions(newly_saturated(g + 1), min_sat_area) if g < ngroups - 1 else []
         jumps = _regions((gdq_int[g] & _JUMP) != 0, min_jump_area)
         # Extend the newly saturated cores that are large enough, in this and all later groups
         # (the reference does this, with a saturated core required, for every such core).
@@ -591,7 +596,6 @@ def _flag_snowballs(gdq_int, *, min_sat_area, min_jump_area, expand_factor, sat_
                                       min(e.minor + 2 * sat_expand, cap), e.theta)
                 if sl is not None:
                     gdq_int[g:, sl[0], sl[1]][:, m] |= _SAT
-                    sat[g:, sl[0], sl[1]] |= m
                 sl, m = _ellipse_mask((ny, nx), e.cy, e.cx, e.major, e.minor, e.theta)
                 if sl is not None:
                     cores[sl] |= m
