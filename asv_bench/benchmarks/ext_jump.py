@@ -81,34 +81,35 @@ class JumpFullFrameSnowballs:
 
 class JumpTSO:
     """TSO-like block stream: 50 integrations of 256x2048 with 5 groups, fed 10 at a time with
-    the state passed from block to block (memory stays that of one block)."""
+    the state passed from block to block (memory stays that of one block). ``fast_axis`` 2 is
+    NIRISS/NIRSpec (line offsets along columns, the NIRISS SOSS case), 1 NIRCam (rows)."""
 
-    params = [1, 2]
-    param_names = ["nthreads"]
+    params = [[1, 2], [1, 2]]
+    param_names = ["nthreads", "fast_axis"]
     timeout = 300
 
-    def setup(self, nthreads):
+    def setup(self, nthreads, fast_axis):
         from jwpipe.jump_detection import detect_jumps
 
         self.detect = detect_jumps
         self.data, self.gdq, self.gain, self.rn = synthetic_ramp(50, 5, 256, 2048, seed=1)
 
-    def _run(self, nthreads):
+    def _run(self, nthreads, fast_axis):
         state = None
         n = 0
         for start in range(0, 50, 10):
             res = self.detect(self.data[start:start + 10], self.gdq[start:start + 10], self.gain,
                               self.rn, group_time=TGROUP, frame_time=TGROUP, nframes=1,
-                              state=state, nthreads=nthreads)
+                              state=state, nthreads=nthreads, fast_axis=fast_axis)
             state = res.state
             n += res.n_jumps
         return n
 
-    def time_detect_stream(self, nthreads):
-        self._run(nthreads)
+    def time_detect_stream(self, nthreads, fast_axis):
+        self._run(nthreads, fast_axis)
 
-    def peakmem_detect_stream(self, nthreads):
-        self._run(nthreads)
+    def peakmem_detect_stream(self, nthreads, fast_axis):
+        self._run(nthreads, fast_axis)
 
 
 if __name__ == "__main__":  # python asv_bench/benchmarks/<this file>.py: a quick table, no asv

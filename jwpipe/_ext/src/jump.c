@@ -741,6 +741,66 @@ static void line_offsets_one(const float *data, const uint8_t *gdq, const float 
 }
 #undef LANES
 
+/* Columns as lines (fast axis y): a column's pixels are a row length apart, so reading them in
+ * place touches a new cache line per pixel, shared with the neighbouring columns that other
+ * iterations read again. Instead a tile of COL_TILE adjacent columns is copied row by row
+ * (contiguous reads) into per-column buffers, and each column is then processed contiguously by
+ * line_offsets_one: the same values in the same order, so the same offsets. */
+#define COL_TILE 16
+static int column_offsets(const float *data, const uint8_t *gdq, const float *gain,
+                          const float *rn, float *offsets, int nints, int G, int ny, int nx,
+                          int nseg, float c, int nframes, float mgroups, int nthr)
+{
+    const size_t plane = (size_t)ny * (size_t)nx, col = (size_t)G * (size_t)ny;
+    const int nd = G - 1, ntiles = (nx + COL_TILE - 1) / COL_TILE;
+    int status = JW_OK;
+
+    #pragma omp parallel num_threads(nthr)
+    {
+        float *buf = (float *)malloc(line_buf_floats(G, ny) * sizeof(float));
+        float *td = (float *)malloc((size_t)COL_TILE * (col + 2 * (size_t)ny) * sizeof(float));
+        uint8_t *tq = (uint8_t *)malloc((size_t)COL_TILE * col);
+        int err = buf == NULL || td == NULL || tq == NULL;
+        #pragma omp for schedule(static)
+        for (long t = 0; t < (long)nints * ntiles; t++) {
+            if (err) continue;
+            const int i = (int)(t / ntiles), x0 = (int)(t % ntiles) * COL_TILE;
+            const int w = nx - x0 < COL_TILE ? nx - x0 : COL_TILE;
+            float *tg = td + (size_t)COL_TILE * col, *tr = tg + (size_t)COL_TILE * ny;
+            const size_t ibase = (size_t)i * (size_t)G * plane;
+            for (int g = 0; g < G; g++)
+                for (int y = 0; y < ny; y++) {
+                    const size_t src = ibase + (size_t)g * plane + (size_t)y * nx + (size_t)x0;
+                    const size_t dst = (size_t)g * ny + (size_t)y;
+                    for (int j = 0; j < w; j++) {
+                        td[(size_t)j * col + dst] = data[src + (size_t)j];
+                        tq[(size_t)j * col + dst] = gdq[src + (size_t)j];
+                    }
+                }
+            for (int y = 0; y < ny; y++)
+                for (int j = 0; j < w; j++) {
+                    tg[(size_t)j * ny + y] = gain[(size_t)y * nx + (size_t)x0 + (size_t)j];
+                    tr[(size_t)j * ny + y] = rn[(size_t)y * nx + (size_t)x0 + (size_t)j];
+                }
+            for (int j = 0; j < w; j++)
+                line_offsets_one(td + (size_t)j * col, tq + (size_t)j * col, tg + (size_t)j * ny,
+                                 tr + (size_t)j * ny, (size_t)ny, 0, 0, 1, ny, G, nseg, c,
+                                 nframes, mgroups, buf,
+                                 offsets + ((size_t)i * nd * nx + (size_t)(x0 + j)) * nseg,
+                                 (size_t)nx * nseg);
+        }
+        if (err) {
+            #pragma omp critical
+            status = JW_ERR_ALLOC;
+        }
+        free(buf);
+        free(td);
+        free(tq);
+    }
+    return status;
+}
+#undef COL_TILE
+
 int jw_line_offsets(const float *data, const uint8_t *groupdq, const float *gain,
                     const float *readnoise, float *offsets, int nints, int ngroups, int ny, int nx,
                     const jw_jump_params *params, int nthreads)
@@ -760,6 +820,10 @@ int jw_line_offsets(const float *data, const uint8_t *groupdq, const float *gain
     const size_t plane = (size_t)ny * (size_t)nx, step = rows ? 1 : (size_t)nx;
     const int nthr = nthreads < 1 ? 1 : nthreads;
     int status = JW_OK;
+
+    if (!rows)
+        return column_offsets(data, groupdq, gain, readnoise, offsets, nints, ngroups, ny, nx,
+                              nseg, (float)c, N, (float)params->minimum_groups, nthr);
 
     #pragma omp parallel num_threads(nthr)
     {
