@@ -120,6 +120,32 @@ def test_release_pages_shrinks_resident_memory(tmp_path, monkeypatch):
     assert float(big[31, 5, 5]) == 1.0 and float(big[40, 0, 0]) == 0.0  # data kept
 
 
+def test_store_rows_writes_spilled_and_plain_arrays_alike(tmp_path, monkeypatch):
+    """store_rows into a spilled array (a positional file write) must leave exactly what slice
+    assignment leaves, be visible through the map at once, and not fault the map in."""
+    import sys
+
+    from jwpipe.datamodels import spill
+
+    monkeypatch.setattr(spill, "SPILL_BYTES", 0)
+    rng = np.random.default_rng(5)
+    for dtype in (np.float32, np.uint32):
+        target = spill.allocate((12, 30, 40), dtype, spill_dir=tmp_path)
+        plain = np.zeros((12, 30, 40), dtype)
+        assert isinstance(target, spill.SpillArray)
+        for start, n in ((0, 5), (5, 5), (10, 2)):
+            block = rng.integers(0, 1000, (n, 30, 40)).astype(dtype)
+            spill.store_rows(target, start, block)
+            spill.store_rows(plain, start, block)
+        np.testing.assert_array_equal(np.asarray(target), plain)
+    if sys.platform.startswith("linux"):
+        big = spill.allocate((16, 1024, 1024), np.float32, spill_dir=tmp_path)  # 64 MB
+        before = _rss_mb()
+        spill.store_rows(big, 8, np.ones((8, 1024, 1024), np.float32))
+        assert _rss_mb() - before < 48  # the 32 MB block itself, not the map's pages too
+        assert float(big[15, 3, 3]) == 1.0 and float(big[7, 3, 3]) == 0.0
+
+
 def test_spill_folder_is_created(tmp_path, monkeypatch):
     from jwpipe.datamodels import spill
 

@@ -21,7 +21,7 @@ import weakref
 
 import numpy as np
 
-__all__ = ["allocate", "SPILL_BYTES", "SpillArray", "release_pages"]
+__all__ = ["allocate", "SPILL_BYTES", "SpillArray", "release_pages", "store_rows"]
 
 #: Arrays larger than this are backed by a temporary file (override: JWPIPE_SPILL_MB). A
 #: ``_rateints`` product has five such arrays: at most about 5 x 64 MB of them stay in memory.
@@ -120,6 +120,32 @@ def allocate(shape, dtype, fill=None, spill_dir=None) -> np.ndarray:
             array[lo:lo + rows] = fill
             release_pages(array[lo:lo + rows])
     return array
+
+
+def store_rows(array: np.ndarray, start: int, values: np.ndarray) -> None:
+    """``array[start:start + len(values)] = values``.
+
+    Into a spilled array (the whole :class:`SpillArray`, C-contiguous values of its dtype) this
+    is one positional write to its file: no page of the map is faulted in (which, done by several
+    kernel threads at once, serialises on the process's memory map) and none stays resident.
+    The page cache keeps the file and the map coherent.
+    """
+    n = len(values)
+    if (isinstance(array, SpillArray) and hasattr(os, "pwrite") and array.flags.c_contiguous
+            and array.base is not None and isinstance(values, np.ndarray)
+            and values.dtype == array.dtype and values.flags.c_contiguous
+            and values.shape[1:] == array.shape[1:] and 0 <= start <= array.shape[0] - n):
+        row_bytes = array[0].nbytes if array.ndim > 1 else array.itemsize
+        fd = os.open(array.filename, os.O_WRONLY)
+        try:
+            view = memoryview(values).cast("B")
+            offset, done = array.offset + start * row_bytes, 0
+            while done < len(view):  # pwrite may write less than asked
+                done += os.pwrite(fd, view[done:], offset + done)
+        finally:
+            os.close(fd)
+        return
+    array[start:start + n] = values
 
 
 def release_pages(array=None) -> None:

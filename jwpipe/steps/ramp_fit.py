@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..datamodels import CubeModel, ImageModel, RampFitOutputModel, RampModel
-from ..datamodels.spill import allocate
+from ..datamodels.spill import allocate, store_rows
 from ..errors import ConfigError
 from ..logs import get_logger
 from ..ramp_fitting import IntegrationResults, RampFitAccumulator, usable_group_range
@@ -25,6 +25,8 @@ from .base import RampBlock, Step, StepParams, output_name
 log = get_logger("step")
 
 __all__ = ["RampFitStep", "RampFitter"]
+
+_RESULT_FIELDS = ("slope", "err", "dq", "var_poisson", "var_rnoise")
 
 
 @dataclass
@@ -83,6 +85,7 @@ class RampFitter:
         self.nframes = exposure.nframes or 1
         self.spill_dir = spill_dir
         self.ints = None
+        self._block_out = None
         self.pixeldq = None
         self.fitopt: RampFitOutputModel | None = None
 
@@ -126,12 +129,19 @@ class RampFitter:
             self.acc.fit_exposure(block.data, block.groupdq, block.zeroframe, out=self.ints,
                                   integrations=self.ints is not None)
         else:
-            self.acc.add_block(block.data, block.groupdq, block.zeroframe,
-                               out=self.ints[block.int_start:block.int_stop])
+            # The kernel writes into one block-sized buffer, reused (its pages stay mapped), and
+            # each block is then stored into the (possibly disk-backed) exposure arrays.
+            if self._block_out is None or self._block_out.slope.shape[0] != nb:
+                self._block_out = IntegrationResults.empty(nb, (ny, nx))
+            out = self._block_out
+            self.acc.add_block(block.data, block.groupdq, block.zeroframe, out=out)
+            for name in _RESULT_FIELDS:
+                store_rows(getattr(self.ints, name), block.int_start, getattr(out, name))
 
     def finish(self) -> tuple[ImageModel, CubeModel]:
         if self.acc is None:
             raise ConfigError("ramp_fit: the exposure has no integrations")
+        self._block_out = None
         result = self.acc.finish()
         if self.params.save_opt:
             self.fitopt = self._fitopt_model()
