@@ -386,15 +386,19 @@ def single_output_offsets(det: np.ndarray, ref_mask: np.ndarray, det_cols: np.nd
     m = det.shape[0]
     rr, cc = np.nonzero(ref_mask)
     values = det[:, rr, cc].astype(np.float64)                  # (m, nref)
-    overall = clipped_mean(values)
     out = np.empty((m, det.shape[2]), dtype=np.float32)
     if not odd_even_columns:
-        out[:] = overall[:, None]
+        out[:] = clipped_mean(values)[:, None]
         return out
     parity_of_ref = det_cols[cc] % 2
+    overall = None  # the mean over all reference pixels, only for a parity that has none
     for parity in (0, 1):
         sel = parity_of_ref == parity
-        mean = clipped_mean(values[:, sel]) if sel.any() else overall
+        if sel.any():
+            mean = clipped_mean(values[:, sel])
+        else:
+            overall = clipped_mean(values) if overall is None else overall
+            mean = overall
         out[:, (det_cols % 2) == parity] = mean[:, None]
     return out
 
