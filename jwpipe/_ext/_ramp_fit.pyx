@@ -216,6 +216,21 @@ cdef class RampFitKernel:
         if pixeldq is not None:
             self.s.pixeldq = &pixeldq[0, 0]
 
+    cdef int _check_block(self, const float[:, :, :, ::1] data,
+                          const uint8_t[:, :, :, ::1] groupdq,
+                          const float[:, :, ::1] zeroframe) except -1:
+        """Raise unless data/groupdq are (nb, ngroups, ny, nx) and zeroframe (nb, ny, nx)."""
+        if (data.shape[1] != self.s.ngroups or data.shape[2] != self.s.ny
+                or data.shape[3] != self.s.nx):
+            raise ValueError("data must have shape (nb, ngroups, ny, nx)")
+        for d in range(4):
+            if groupdq.shape[d] != data.shape[d]:
+                raise ValueError("groupdq must have the shape of data")
+        if zeroframe is not None and not _same3(zeroframe.shape, <int>data.shape[0], self.s.ny,
+                                                self.s.nx):
+            raise ValueError("zeroframe must have shape (nb, ny, nx)")
+        return 0
+
     cdef int _block(self, const float[:, :, :, ::1] data, const uint8_t[:, :, :, ::1] groupdq,
                     const float[:, :, ::1] zeroframe, object ints, jw_rf_accum *acc,
                     jw_rf_image *rate, object opt, int nthreads) except -1:
@@ -226,14 +241,7 @@ cdef class RampFitKernel:
         cdef const float *zf = NULL
         cdef const float *dp = NULL
         cdef const uint8_t *qp = NULL
-        if (data.shape[1] != self.s.ngroups or data.shape[2] != self.s.ny
-                or data.shape[3] != self.s.nx):
-            raise ValueError("data must have shape (nb, ngroups, ny, nx)")
-        for d in range(4):
-            if groupdq.shape[d] != data.shape[d]:
-                raise ValueError("groupdq must have the shape of data")
-        if zeroframe is not None and not _same3(zeroframe.shape, nb, self.s.ny, self.s.nx):
-            raise ValueError("zeroframe must have shape (nb, ny, nx)")
+        self._check_block(data, groupdq, zeroframe)
         _image(ints, nb, self.s.ny, self.s.nx, &out, "ints")
         if opt is not None:
             _opt(opt, nb, self.s.ny, self.s.nx, &o)
@@ -268,14 +276,7 @@ cdef class RampFitKernel:
         """(largest segment count, largest cosmic-ray count) of any pixel-integration of a block."""
         cdef int nb = <int>data.shape[0], status, segs = 0, crs = 0
         cdef const float *zf = NULL
-        if (data.shape[1] != self.s.ngroups or data.shape[2] != self.s.ny
-                or data.shape[3] != self.s.nx):
-            raise ValueError("data must have shape (nb, ngroups, ny, nx)")
-        for d in range(4):
-            if groupdq.shape[d] != data.shape[d]:
-                raise ValueError("groupdq must have the shape of data")
-        if zeroframe is not None and not _same3(zeroframe.shape, nb, self.s.ny, self.s.nx):
-            raise ValueError("zeroframe must have shape (nb, ny, nx)")
+        self._check_block(data, groupdq, zeroframe)
         if nb == 0:
             return 0, 0
         if zeroframe is not None:
