@@ -551,6 +551,24 @@ def test_parity_positive_and_common_mode(case):
     assert res.n_jumps > 50
 
 
+@pytest.mark.parametrize("axis", [1, 2])
+def test_parity_common_mode_long_lines(axis):
+    """Lines longer than the kernel's work chunks (its line pass takes 512 pixels at a time, the
+    row tiles 128) and amplifier segments whose boundaries fall inside them: offsets and flags
+    as the reference's, and the same for any thread count."""
+    rng = np.random.default_rng(41)
+    ny, nx = (5, 1100) if axis == 1 else (1100, 5)
+    data, gdq, gain, rn = _random_block(rng, nints=1, ngroups=6, ny=ny, nx=nx)
+    data += _line_noise(rng, data.shape, 4.0, axis, 3).astype(np.float32)
+    kw = dict(KW, method="gls_positive", common_mode=True, fast_axis=axis, noutputs=3)
+    res = _compare(data, gdq, gain, rn, **kw)
+    assert res.n_jumps > 50
+    for nthreads in (2, 3):
+        other = detect_jumps(data, gdq, gain, rn, nthreads=nthreads, **kw)
+        np.testing.assert_array_equal(other.groupdq, res.groupdq)
+        np.testing.assert_array_equal(other.mean_diff, res.mean_diff)
+
+
 def test_line_offsets_recover_injected_line_noise():
     """Offsets of read-noise-dominated ramps with row noise of 0.5 x the CDS noise (per group),
     4 amplifier segments of 64 pixels and bright, saturating and hit pixels in every row: the

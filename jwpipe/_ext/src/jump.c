@@ -84,7 +84,7 @@ typedef struct {
     /* Scalar (double) buffers for the candidate pass, [difference]. */
     double *dd, *ddel, *didel, *dy1, *dyd, *dv, *dw, *ddinv, *dz, *dco;
     unsigned char *dus, *dug;
-    int *reach, *lix;
+    int *reach;
     /* Neighbour events: offsets of jumps whose four neighbours are to be flagged. */
     int64_t *ev;
     size_t nev, cap;
@@ -112,7 +112,7 @@ static int ws_alloc(workspace *ws, int ngroups, size_t nlbuf)
     ws->e = (float *)malloc(nf * sizeof(float));
     ws->dd = (double *)malloc(10 * nd * sizeof(double));
     ws->dus = (unsigned char *)malloc(2 * G);
-    ws->reach = (int *)malloc((G + TILE) * sizeof(int));
+    ws->reach = (int *)malloc(G * sizeof(int));
     ws->lbuf = nlbuf > 0 ? (float *)malloc(nlbuf * sizeof(float)) : NULL;
     if (ws->e == NULL || ws->dd == NULL || ws->dus == NULL || ws->reach == NULL
         || (nlbuf > 0 && ws->lbuf == NULL)) {
@@ -133,7 +133,6 @@ static int ws_alloc(workspace *ws, int ngroups, size_t nlbuf)
                        &ws->ddinv, &ws->dz, &ws->dco};
     for (size_t a = 0; a < sizeof(darr) / sizeof(darr[0]); a++) { *darr[a] = g; g += nd; }
     ws->dug = ws->dus + G;
-    ws->lix = ws->reach + G;
     return JW_OK;
 }
 
@@ -365,8 +364,14 @@ static inline void tile_gather(int tw, const float *R src, const uint8_t *R qs, 
 /* Integrations with fewer than minimum_groups usable groups take no part in the test. */
 static inline void tile_min_groups(int tw, float *R ugj, int G, float *R ngood, float mgroups)
 {
-    FORX ngood[x] = ngood[x] >= mgroups ? 1.0f : 0.0f;
-    for (int g = 0; g < G; g++) {
+    float all = 1.0f;
+    FORX {
+        const float m = ngood[x] >= mgroups ? 1.0f : 0.0f;
+        ngood[x] = m;
+        all = m < all ? m : all;
+    }
+    /* Usually every pixel of the tile has enough groups: then there is nothing to mask. */
+    for (int g = 0; all == 0.0f && g < G; g++) {
         float *R u = ugj + (size_t)g * TILE;
         FORX u[x] *= ngood[x];
     }
@@ -378,15 +383,33 @@ static inline void tile_diff(int tw, const float *R e0, const float *R e1, const
                              float *R nn, float *R sumd, float *R dmax, float *R dmin, int first,
                              float keep)
 {
+    /* Two loops rather than `first ? ... : acc[x]` inside one: a load under a condition keeps
+     * GCC from vectorising the loop. The first starts each accumulator as the second would
+     * from n = 0, max = -inf, min = +inf (sumd = dv exactly, even for dv = -0). */
+    if (first) {
+        FORX {
+            const float u = u0[x] * u1[x] * keep, df = e1[x] - e0[x] - co[x];
+            const float dv = u > 0.0f ? df : 0.0f;
+            const float hi = u > 0.0f ? df : -INFINITY, lo = u > 0.0f ? df : INFINITY;
+            const float mx = -INFINITY, mn = INFINITY;
+            uk[x] = u;
+            dk[x] = dv;
+            nn[x] = u;
+            sumd[x] = dv;
+            dmax[x] = hi > mx ? hi : mx;
+            dmin[x] = lo < mn ? lo : mn;
+        }
+        return;
+    }
     FORX {
         const float u = u0[x] * u1[x] * keep, df = e1[x] - e0[x] - co[x];
         const float dv = u > 0.0f ? df : 0.0f;
         const float hi = u > 0.0f ? df : -INFINITY, lo = u > 0.0f ? df : INFINITY;
-        const float mx = first ? -INFINITY : dmax[x], mn = first ? INFINITY : dmin[x];
+        const float mx = dmax[x], mn = dmin[x];
         uk[x] = u;
         dk[x] = dv;
-        nn[x] = first ? u : nn[x] + u;
-        sumd[x] = first ? dv : sumd[x] + dv;
+        nn[x] = nn[x] + u;
+        sumd[x] = sumd[x] + dv;
         dmax[x] = hi > mx ? hi : mx;
         dmin[x] = lo < mn ? lo : mn;
     }
@@ -570,14 +593,46 @@ static inline int line_index(int axis, int nseg, int y, int x, int ny, int nx)
     return x * nseg + (int)((int64_t)y * nseg / ny);
 }
 
+/* Common-mode offset of one difference at each pixel of the tile of row y from x0, electrons:
+ * lo[line_index(...)] * gx[x], lo the difference's table [nlines][nseg]. Written per segment run
+ * (rows) or as a strided load (columns), loops that vectorise, rather than a gather through a
+ * per-pixel index with a 64-bit division each. */
+static inline void tile_offsets(int tw, int axis, int nseg, int y, int x0, int ny, int nx,
+                                const float *restrict lo, const float *restrict gx,
+                                float *restrict co)
+{
+    if (axis == 1) {
+        const float *restrict lr = lo + (size_t)y * nseg;
+        int sg = (int)((int64_t)x0 * nseg / nx);
+        for (int x = 0; x < tw; sg++) {
+            /* First pixel of segment sg + 1: the smallest x with x nseg / nx >= sg + 1. */
+            const int64_t nb = ((int64_t)(sg + 1) * nx + nseg - 1) / nseg - x0;
+            const int e = nb < tw ? (int)nb : tw;
+            const float o = lr[sg];
+            for (int p = x; p < e; p++) co[p] = o * gx[p];
+            x = e > x ? e : x;
+        }
+        return;
+    }
+    const int sy = (int)((int64_t)y * nseg / ny);
+    const float *restrict lc = lo + (size_t)x0 * nseg + sy;
+    if (nseg == 1)
+        for (int x = 0; x < tw; x++) co[x] = lc[x] * gx[x];
+    else
+        for (int x = 0; x < tw; x++) co[x] = lc[(size_t)x * nseg] * gx[x];
+}
+
 /* Common-mode offsets (jw_line_offsets). The loops run over the pixels of a line with selects
  * rather than branches, so that they vectorise. */
 #define LANES 16
+#define LINE_CHUNK 512
 #define R restrict
-/* Row length in the line buffer: npix rounded up to whole blocks of 8 pixels. */
+/* Row length in the line buffer: npix rounded up to whole blocks of 8 pixels, plus one cache
+ * line so that rows of a power-of-two length do not all map to the same L1 sets (a loop over
+ * the pixels touches a dozen rows at once). */
 static size_t line_stride(int npix)
 {
-    return ((size_t)npix + 7) / 8 * 8;
+    return ((size_t)npix + 7) / 8 * 8 + 16;
 }
 
 static size_t line_buf_floats(int G, int npix)
@@ -618,20 +673,26 @@ static inline float line_clipped_mean(const float *R rk, const float *R wk, int 
 
 #define R restrict
 /* Difference k of a line straight from the data (groups k and k+1, pixels `step` apart):
- * d into dk (0 where unusable), usability into wk; the pixel's count, sum, max, min and usable
- * groups (group k+1; group 0 is counted by the caller). */
+ * d into dk (0 where unusable), usability into wk; the pixel's usable groups (group k+1; group 0
+ * is counted by line_first) and its count, sum, max and min of the usable differences. */
 static inline void line_diff(int np, size_t step, const float *R v0, const float *R v1,
                              const uint8_t *R q0, const uint8_t *R q1, float *R dk, float *R wk,
-                             float *R ng)
+                             float *R ng, float *R cnt, float *R sum, float *R mx, float *R mn)
 {
     for (int p = 0; p < np; p++) {
         const float a = v0[(size_t)p * step], b = v1[(size_t)p * step];
         const int ok0 = ((q0[(size_t)p * step] & BAD_BITS) == 0) & ((a - a) == 0.0f);
         const int ok1 = ((q1[(size_t)p * step] & BAD_BITS) == 0) & ((b - b) == 0.0f);
         const float u = (ok0 & ok1) ? 1.0f : 0.0f;
-        dk[p] = (ok0 & ok1) ? b - a : 0.0f;
+        const float d = (ok0 & ok1) ? b - a : 0.0f;
+        const float hi = u > 0.0f ? d : -INFINITY, lo = u > 0.0f ? d : INFINITY;
+        dk[p] = d;
         wk[p] = u;
         ng[p] += ok1 ? 1.0f : 0.0f;
+        cnt[p] += u;
+        sum[p] += d;
+        mx[p] = hi > mx[p] ? hi : mx[p];
+        mn[p] = lo < mn[p] ? lo : mn[p];
     }
 }
 
@@ -643,19 +704,6 @@ static inline void line_first(int np, size_t step, const float *R v0, const uint
         const int ok0 = ((q0[(size_t)p * step] & BAD_BITS) == 0) & ((a - a) == 0.0f);
         ng[p] = ok0 ? 1.0f : 0.0f;
         cnt[p] = 0.0f; sum[p] = 0.0f; mx[p] = -INFINITY; mn[p] = INFINITY;
-    }
-}
-
-static inline void line_stats(int np, const float *R dk, const float *R wk, float *R cnt,
-                              float *R sum, float *R mx, float *R mn)
-{
-    for (int p = 0; p < np; p++) {
-        const float u = wk[p], d = dk[p];
-        const float hi = u > 0.0f ? d : -INFINITY, lo = u > 0.0f ? d : INFINITY;
-        cnt[p] += u;
-        sum[p] += d;
-        mx[p] = hi > mx[p] ? hi : mx[p];
-        mn[p] = lo < mn[p] ? lo : mn[p];
     }
 }
 
@@ -711,21 +759,31 @@ static void line_offsets_one(const float *data, const uint8_t *gdq, const float 
     float *ng = mn + NP;
     const float *src = data + ibase + first;
     const uint8_t *qs = gdq + ibase + first;
-    line_first(npix, step, src, qs, ng, cnt, sum, mx, mn);
-    for (int k = 0; k < nd; k++) {
-        float *rk = res + (size_t)k * NP, *wk = wgt + (size_t)k * NP;
-        if (step == 1)  /* rows: contiguous, a separate instance that vectorises */
-            line_diff(npix, 1, src + (size_t)k * plane, src + (size_t)(k + 1) * plane,
-                      qs + (size_t)k * plane, qs + (size_t)(k + 1) * plane, rk, wk, ng);
-        else
-            line_diff(npix, step, src + (size_t)k * plane, src + (size_t)(k + 1) * plane,
-                      qs + (size_t)k * plane, qs + (size_t)(k + 1) * plane, rk, wk, ng);
-        line_stats(npix, rk, wk, cnt, sum, mx, mn);
+    /* Differences, per-pixel model and residuals chunk by chunk, so that the per-pixel
+     * accumulators and the chunk's rows stay in L1 across the differences. */
+    for (int c0 = 0; c0 < npix; c0 += LINE_CHUNK) {
+        const int cw = npix - c0 < LINE_CHUNK ? npix - c0 : LINE_CHUNK;
+        const float *sc = src + (size_t)c0 * step;
+        const uint8_t *qc = qs + (size_t)c0 * step;
+        line_first(cw, step, sc, qc, ng + c0, cnt + c0, sum + c0, mx + c0, mn + c0);
+        for (int k = 0; k < nd; k++) {
+            float *rk = res + (size_t)k * NP + c0, *wk = wgt + (size_t)k * NP + c0;
+            if (step == 1)  /* rows: contiguous, a separate instance that vectorises */
+                line_diff(cw, 1, sc + (size_t)k * plane, sc + (size_t)(k + 1) * plane,
+                          qc + (size_t)k * plane, qc + (size_t)(k + 1) * plane, rk, wk, ng + c0,
+                          cnt + c0, sum + c0, mx + c0, mn + c0);
+            else
+                line_diff(cw, step, sc + (size_t)k * plane, sc + (size_t)(k + 1) * plane,
+                          qc + (size_t)k * plane, qc + (size_t)(k + 1) * plane, rk, wk, ng + c0,
+                          cnt + c0, sum + c0, mx + c0, mn + c0);
+        }
+        line_model(cw, gain + first + (size_t)c0 * step, rn + first + (size_t)c0 * step, step,
+                   ng + c0, sum + c0, cnt + c0, mx + c0, mn + c0, mgroups, 1.0f - 2.0f * c,
+                   1.0f / (float)nframes);
+        for (int k = 0; k < nd; k++)
+            line_resid(cw, res + (size_t)k * NP + c0, wgt + (size_t)k * NP + c0, sum + c0,
+                       cnt + c0);
     }
-    line_model(npix, gain + first, rn + first, step, ng, sum, cnt, mx, mn, mgroups,
-               1.0f - 2.0f * c, 1.0f / (float)nframes);
-    for (int k = 0; k < nd; k++)
-        line_resid(npix, res + (size_t)k * NP, wgt + (size_t)k * NP, sum, cnt);
     /* Per difference and segment: inverse-variance weighted mean, clipped at 5 sigma of each
      * pixel around 0 (which the offsets are small compared with), then at 4 sigma around that
      * first value (so sources, hits and bad pixels drop out). */
@@ -740,6 +798,7 @@ static void line_offsets_one(const float *data, const uint8_t *gdq, const float 
     }
 }
 #undef LANES
+#undef LINE_CHUNK
 
 /* Columns as lines (fast axis y): a column's pixels are a row length apart, so reading them in
  * place touches a new cache line per pixel, shared with the neighbouring columns that other
@@ -850,6 +909,30 @@ int jw_line_offsets(const float *data, const uint8_t *groupdq, const float *gain
 }
 
 
+/* Prefetch the same tile of the next row (ng planes from `base`, pixel pix of gain and rn): read
+ * while the current row is computed, it is in cache when its turn comes. The hardware
+ * prefetchers do not follow the many short streams (one per group, DQ and data) a row reads. */
+static inline void prefetch_tile(const float *data, const uint8_t *gdq, const float *gain,
+                                 const float *rn, size_t plane, size_t base, size_t pix, int ng,
+                                 int tw)
+{
+#if defined(__GNUC__)
+    for (int g = 0; g < ng; g++) {
+        const float *v = data + base + (size_t)g * plane;
+        const uint8_t *q = gdq + base + (size_t)g * plane;
+        for (int x = 0; x < tw; x += 16) __builtin_prefetch(v + x, 0, 3);
+        for (int x = 0; x < tw; x += 64) __builtin_prefetch(q + x, 0, 3);
+    }
+    for (int x = 0; x < tw; x += 16) {
+        __builtin_prefetch(gain + pix + x, 0, 3);
+        __builtin_prefetch(rn + pix + x, 0, 3);
+    }
+#else
+    (void)data; (void)gdq; (void)gain; (void)rn; (void)plane; (void)base; (void)pix; (void)ng;
+    (void)tw;
+#endif
+}
+
 /* One row y of nint integrations from i0 (nint = 1, or the whole block when pooling): copy the
  * DQ, screen in single precision, decide the candidates in double precision. */
 JW_ROW_CLONES
@@ -890,6 +973,9 @@ static void process_row(workspace *ws, const float *data, const uint8_t *gdq, co
         const size_t base = (size_t)i0 * G * plane + pix0;
         float *md = mdiff + (size_t)i0 * plane + pix0;
 
+        if (y + 1 < ny)
+            prefetch_tile(data, gdq, gain, rn, plane, base + (size_t)nx, pix0 + (size_t)nx, nint * G,
+                          tw);
         tile_pixel_model(tw, gain + pix0, rn + pix0, ws->gx, ws->sx, ws->valid, ws->ngood,
                          half_over_nf);
         if (i0 == 0) {
@@ -908,8 +994,6 @@ static void process_row(workspace *ws, const float *data, const uint8_t *gdq, co
             for (int x = 0; x < tw; x++) md[x] = NAN;
             continue;
         }
-        if (axis != 0)
-            for (int x = 0; x < tw; x++) ws->lix[x] = line_index(axis, nseg, y, x0 + x, ny, nx);
         for (int k = 0; k < nd; k++)
         {
             /* Common-mode offset of this difference at each pixel, electrons. */
@@ -918,7 +1002,7 @@ static void process_row(workspace *ws, const float *data, const uint8_t *gdq, co
                 for (int x = 0; x < tw; x++) ws->co[x] = 0.0f;
             } else {
                 const float *lo = loff + ((size_t)(i0 + j) * (G - 1) + kk) * nlines * nseg;
-                for (int x = 0; x < tw; x++) ws->co[x] = lo[ws->lix[x]] * ws->gx[x];
+                tile_offsets(tw, axis, nseg, y, x0, ny, nx, lo, ws->gx, ws->co);
             }
             tile_diff(tw, ws->e + k * T, ws->e + (k + 1) * T, ws->ug + k * T, ws->ug + (k + 1) * T,
                       ws->co, ws->us + k * T, ws->d + k * T, ws->n, ws->sumd, ws->wacc, ws->sacc,
@@ -960,11 +1044,12 @@ static void process_row(workspace *ws, const float *data, const uint8_t *gdq, co
             const double gd = (double)ws->gx[x], rd = (double)rn[pix0 + x];
             const double s = (rd * gd) * (rd * gd) / (2.0 * P->nframes);
             if (axis != 0) {
+                const int li = line_index(axis, nseg, y, x0 + x, ny, nx);
                 for (int k = 0; k < nd; k++) {
                     const int j = k / G, kk = k % G;
                     ws->dco[k] = kk == G - 1 ? 0.0
                         : (double)loff[((size_t)(i0 + j) * (G - 1) + kk) * nlines * nseg
-                                       + (size_t)ws->lix[x]];
+                                       + (size_t)li];
                 }
             }
             ws->njumps += pixel_iterate(ws, data + off, gdq + off, out + off, plane, nint, G, gd,
