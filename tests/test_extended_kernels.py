@@ -1,11 +1,12 @@
-"""Connected-component labelling kernel (snowball regions in jump detection)."""
+"""Kernels of the extended-event search in jump detection: connected-component labelling
+(snowball and shower regions) and the NaN-normalised convolution (showers)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from jwpipe._ext._label import label_components
+from jwpipe._ext._extended import label_components, nan_convolve
 
 
 def _grid_edges(mask):
@@ -78,3 +79,54 @@ def test_empty_and_invalid_input():
         label_components(3, np.array([0], np.int64), np.array([3], np.int64))
     with pytest.raises(ValueError, match="same length"):
         label_components(3, np.array([0, 1], np.int64), np.array([1], np.int64))
+
+
+def _scipy_nan_convolve(image, kernel):
+    """The reference formulation with FFT convolutions: numerator on the NaN-zeroed image,
+    normalisation on the finite mask padded with ones (outside the image counts as good)."""
+    from scipy import signal
+
+    good = np.isfinite(image)
+    conv = signal.oaconvolve(np.where(good, image, 0.0), kernel, mode="same")
+    n = kernel.shape[0] // 2
+    padded = np.ones((good.shape[0] + 2 * n, good.shape[1] + 2 * n))
+    padded[n:-n or None, n:-n or None] = good
+    norm = signal.oaconvolve(padded, kernel, mode="valid")
+    ok = good & (norm > 1e-3 * kernel.mean())
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(ok, conv / np.where(ok, norm, 1.0), np.nan)
+
+
+@pytest.mark.parametrize("shape", [(50, 70), (7, 300), (3, 3)])
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_nan_convolve_matches_fft_formulation(shape, nthreads):
+    """Against scipy's FFT convolutions, with NaN and inf pixels, an asymmetric kernel (the
+    flip matters) and images narrower than the kernel: equal to FFT rounding (rtol 1e-10; the
+    FFT's own error is ~1e-15 of the largest value) and NaN in the same places."""
+    rng = np.random.default_rng(sum(shape) + nthreads)
+    image = rng.normal(3.0, 2.0, shape)
+    image[rng.random(shape) < 0.1] = np.nan
+    image[rng.random(shape) < 0.02] = np.inf
+    kernel = rng.random((7, 7))
+    kernel[3, 3] = 0.0
+    kernel /= kernel.sum()
+    got = nan_convolve(image, kernel, 1e-3 * kernel.mean(), nthreads)
+    want = _scipy_nan_convolve(image, kernel)
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_nan_convolve_of_a_constant_is_the_constant_and_rejects_even_kernels():
+    image = np.full((20, 30), 4.5)
+    image[5, 5] = np.nan
+    ring = np.zeros((5, 5))
+    ring[0, 2] = ring[4, 2] = ring[2, 0] = ring[2, 4] = 0.25
+    out = nan_convolve(image, ring, 0.0)
+    assert np.isnan(out[5, 5]) and np.isnan(out).sum() == 1
+    inner = out[2:-2, 2:-2].copy()
+    inner[3, 3] = 4.5  # (5, 5): the NaN itself
+    np.testing.assert_allclose(inner, 4.5)  # NaN neighbours are normalised away
+    # outside the image counts as good with value 0: a corner sees two of the four taps
+    assert out[0, 0] == pytest.approx(2.25) and out[0, 15] == pytest.approx(3.375)
+    with pytest.raises(ValueError, match="odd"):
+        nan_convolve(image, np.ones((4, 4)) / 16, 0.0)
