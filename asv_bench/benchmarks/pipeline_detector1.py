@@ -22,8 +22,8 @@ workload                                               pipeline    whole process
 =====================================================  ==========  =============  ======
 NIRCam NRCA1 FULL 2048x2048, BRIGHT2, 10 groups x 1     --          1.30 s (19x)   398 MB
 NIRCam SUB160, RAPID, 10 groups x 3 ints                0.12 s      0.52 s         80 MB
-MIRI imager FULL 1032x1024, FASTR1, 20 groups x 1       1.74 s      2.93 s         516 MB
-NIRISS SOSS SUBSTRIP256 (256x2048), 5 groups x 50       2.36 s      3.10 s         294 MB
+MIRI imager FULL 1032x1024, FASTR1, 20 groups x 1       0.91 s      1.37 s         378 MB
+NIRISS SOSS SUBSTRIP256 (256x2048), 5 groups x 50       2.1-3.0 s   3.10 s         294 MB
 256x2048, 5 groups, 10 / 1000 integrations (streamed)   --          0.9 / 67 s     319 / 264 MB
 =====================================================  ==========  =============  ======
 
