@@ -324,8 +324,11 @@ class RampStep(Step):
     """A stage-1 step that works on blocks of integrations.
 
     Subclasses implement ``prepare`` (read references once per exposure; return a state object)
-    and ``process_block`` (correct one block in place). A step that needs every integration at
-    once sets ``needs_all_integrations = True`` and the driver gives it a single block.
+    and ``process_block`` (correct one block in place). The stage-1 driver looks every reference
+    up before reading any data, calls ``prepare`` when the first block reaches the step and
+    ``release`` after the last block has passed it, so a one-block exposure holds one step's
+    references at a time. A step that needs every integration at once sets
+    ``needs_all_integrations = True`` and the driver gives it a single block.
     """
 
     model_class: ClassVar[type[DataModel] | None] = RampModel
@@ -341,9 +344,9 @@ class RampStep(Step):
     def release(self, state: Any) -> Any:
         """Called once when the last block has passed this step; returns what ``finish`` needs.
 
-        The stage-1 driver keeps every active step's state until the end of the exposure;
-        steps holding large reference arrays return a state without them, so those arrays do
-        not stay resident while later steps (jump, ramp fitting) run. Default: keep all.
+        The stage-1 driver keeps what this returns until the end of the exposure; steps holding
+        large reference arrays return a state without them, so those arrays do not stay
+        resident while later steps (jump, ramp fitting) run. Default: keep all.
         """
         return state
 
@@ -370,8 +373,9 @@ class RampStep(Step):
 def exposure_shape(model) -> tuple[int, int, int, int]:
     """(nints, ngroups, ny, nx) of an exposure, from its data or, before data exist, its keywords.
 
-    The stage-1 driver calls ``prepare`` with a product whose ramp has not been read yet; there
-    the shape comes from NINTS (INTSTART/INTEND for segments), NGROUPS and SUBSIZE1/2.
+    The stage-1 driver calls ``prepare`` with a product that holds no ramp (the ramp streams
+    through in blocks); there the shape comes from NINTS (INTSTART/INTEND for segments), NGROUPS
+    and SUBSIZE1/2.
     """
     shape = tuple(model.shape)
     if len(shape) == 4:
