@@ -52,18 +52,25 @@ def current_rss_mb() -> float:
 def timed(what: str, logger: logging.Logger | None = None, level: int = logging.INFO):
     """Log ``what`` with its wall time and the process's peak memory when the block ends.
 
-    Yields a dict that receives ``seconds`` and ``peak_mb`` so callers can report them.
+    Yields a dict that receives ``seconds`` and ``peak_mb`` so callers can report them. A block
+    that raises is logged as stopped (at DEBUG: the error itself is reported by the caller).
     """
     log = logger or get_logger("timing")
     record: dict[str, float] = {}
     start = time.perf_counter()
+    failed = True
     try:
         yield record
+        failed = False
     finally:
         record["seconds"] = time.perf_counter() - start
         record["peak_mb"] = peak_rss_mb()
-        log.log(level, "%s done in %.2f s (peak memory %.0f MiB)", what, record["seconds"],
-                record["peak_mb"])
+        if failed:
+            log.debug("%s stopped after %.2f s (peak memory %.0f MiB)", what,
+                      record["seconds"], record["peak_mb"])
+        else:
+            log.log(level, "%s done in %.2f s (peak memory %.0f MiB)", what, record["seconds"],
+                    record["peak_mb"])
 
 
 class Progress:

@@ -167,3 +167,22 @@ def test_demo_recovers_the_truth(tmp_path):
     assert f["pixels"] > 10 and np.isfinite(f["bias"]) and np.isfinite(f["z_sigma"])
     assert f["hits"] > 0 and f["flagged"] > 0.95
     assert "truth recovery" in format_report(report)
+
+
+def test_timed_block_that_fails_is_not_logged_as_done(caplog):
+    """A failed step or pipeline must not be reported 'done' (the CLI reports the error)."""
+    import logging
+
+    from jwpipe.logs import get_logger, timed
+
+    log = get_logger("test-timed")
+    with caplog.at_level(logging.DEBUG, logger=log.name):
+        with pytest.raises(ValueError):
+            with timed("failing thing", log):
+                raise ValueError("boom")
+        with timed("working thing", log):
+            pass
+    messages = [(r.levelno, r.getMessage()) for r in caplog.records]
+    assert any(lvl == logging.DEBUG and "failing thing stopped after" in m for lvl, m in messages)
+    assert not any("failing thing done" in m for _, m in messages)
+    assert any(lvl == logging.INFO and "working thing done in" in m for lvl, m in messages)
