@@ -1,9 +1,9 @@
 """Shared pieces of the stage-1 science and edge-case tests on simulated exposures.
 
-- :func:`build_cache`: one synthetic CRDS cache for every module that asks for it (NIRCam NRCA1
-  SUB160/SUB320/SUB640, SUB64P with a 300-frame dark, MIRI SUB256), built once per test process
-  (each module wraps it in a ``sim_cache`` fixture); :func:`once` shares other expensive results
-  (simulated exposures and their pipeline runs) between modules the same way.
+- :func:`build_cache`: the synthetic CRDS cache of these tests (NIRCam NRCA1
+  SUB160/SUB320/SUB640, SUB64P with a 300-frame dark, MIRI SUB256), built once per session by
+  the ``sim_cache`` fixture in conftest.py; :func:`once` shares other expensive results
+  (simulated exposures and their pipeline runs) between modules.
 - :func:`run_stage1`: run a pipeline on a raw exposure and read its products back as arrays.
 - Truth comparisons, each returning the figures the tests assert on (and print):
   :func:`z_statistics`, :func:`cosmic_ray_detection`, :func:`spurious_jumps`,
@@ -41,25 +41,21 @@ UNUSABLE = dq.SATURATED | dq.DO_NOT_USE
 #: dominated, mixed, and Poisson dominated pixels.
 SIGNAL_BANDS = ((50.0, 1e3), (1e3, 5e3), (5e3, 2e4), (2e4, np.inf))
 
-_CACHE: dict[str, Path] = {}
-
-
 def build_cache(tmp_path_factory) -> Path:
-    """The session's synthetic CRDS cache (built on first use, about 10 s and 0.45 GB)."""
-    if "root" not in _CACHE:
-        from jwpipe.simulate import make_crds_cache
+    """Write the synthetic CRDS cache of the science tests (about 10 s and 0.45 GB); the
+    session-scoped ``sim_cache`` fixture in conftest.py builds it once per test session."""
+    from jwpipe.simulate import make_crds_cache
 
-        root = tmp_path_factory.mktemp("sim_crds")
-        make_crds_cache(root, detectors=["NRCA1"], subarrays=["SUB160", "SUB320", "SUB640"],
-                        filters=["F200W"], seed=0)
-        # 300-group ramps need a dark of at least 300 frames (the default is 10-100 frames);
-        # otherwise dark_current would (rightly) refuse the reference.
-        make_crds_cache(root, detectors=["NRCA1"], subarrays=["SUB64P"], filters=["F200W"],
-                        seed=0, dark_frames=300)
-        make_crds_cache(root, detectors=["MIRIMAGE"], subarrays=["SUB256"], filters=["F770W"],
-                        seed=0)
-        _CACHE["root"] = root
-    return _CACHE["root"]
+    root = tmp_path_factory.mktemp("sim_crds")
+    make_crds_cache(root, detectors=["NRCA1"], subarrays=["SUB160", "SUB320", "SUB640"],
+                    filters=["F200W"], seed=0)
+    # 300-group ramps need a dark of at least 300 frames (the default is 10-100 frames);
+    # otherwise dark_current would (rightly) refuse the reference.
+    make_crds_cache(root, detectors=["NRCA1"], subarrays=["SUB64P"], filters=["F200W"],
+                    seed=0, dark_frames=300)
+    make_crds_cache(root, detectors=["MIRIMAGE"], subarrays=["SUB256"], filters=["F770W"],
+                    seed=0)
+    return root
 
 
 _MEMO: dict = {}

@@ -36,6 +36,14 @@ def shared() -> Path:
 
 
 @pytest.fixture(scope="session")
+def sim_cache(tmp_path_factory) -> Path:
+    """The synthetic CRDS cache of the science and edge-case tests, built once per session."""
+    from _sim_fixtures import build_cache
+
+    return build_cache(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
 def oracle(shared) -> Path:
     return shared / "data" / "oracle"
 

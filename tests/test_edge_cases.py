@@ -17,7 +17,6 @@ import numpy as np
 import pytest
 from _sim_fixtures import (
     MIRI_SHAPE,
-    build_cache,
     cosmic_ray_detection,
     describe,
     first_flagged,
@@ -37,12 +36,6 @@ from jwpipe import datamodels, dq
 from jwpipe.simulate import Scene, simulate_exposure, simulate_time_series
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
-
-
-@pytest.fixture(scope="module")
-def sim_cache(tmp_path_factory):
-    """The process-wide synthetic CRDS cache (built once, see _sim_fixtures.build_cache)."""
-    return build_cache(tmp_path_factory)
 
 
 SAT_DNU = dq.SATURATED | dq.DO_NOT_USE

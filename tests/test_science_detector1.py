@@ -28,7 +28,6 @@ import numpy as np
 import pytest
 from _sim_fixtures import (
     SIGNAL_BANDS,
-    build_cache,
     cosmic_ray_detection,
     describe,
     grow,
@@ -45,12 +44,6 @@ from jwpipe import dq
 from jwpipe.simulate import simulate_exposure
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
-
-
-@pytest.fixture(scope="module")
-def sim_cache(tmp_path_factory):
-    """The process-wide synthetic CRDS cache (built once, see _sim_fixtures.build_cache)."""
-    return build_cache(tmp_path_factory)
 
 
 NGROUPS, NINTS = 10, 4

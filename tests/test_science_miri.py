@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 from _sim_fixtures import (
     MIRI_SHAPE,
-    build_cache,
     cosmic_ray_detection,
     describe,
     load_truth,
@@ -38,12 +37,6 @@ from _sim_fixtures import (
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
-
-
-@pytest.fixture(scope="module")
-def sim_cache(tmp_path_factory):
-    """The process-wide synthetic CRDS cache (built once, see _sim_fixtures.build_cache)."""
-    return build_cache(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
