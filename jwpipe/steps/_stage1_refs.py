@@ -13,7 +13,7 @@ import numpy as np
 from .base import NOT_APPLICABLE
 
 __all__ = ["open_ref", "ref_array", "ref_dq", "dq_def_of", "subarray_key", "is_miri",
-           "exposure_int", "or_into", "NOT_APPLICABLE"]
+           "miri_with_groups", "exposure_int", "or_into", "NOT_APPLICABLE"]
 
 
 def open_ref(path, reftype: str):
@@ -116,6 +116,18 @@ def is_miri(meta) -> bool:
     if instrument:
         return instrument == "MIRI"
     return str(meta.get("instrument.detector") or "").upper().startswith("MIR")
+
+
+def miri_with_groups(meta, step: str, more_than: int, log) -> bool:
+    """Whether a MIRI-only group-flagging step applies: a MIRI exposure with more than
+    ``more_than`` groups (so enough remain for a slope); else log why it is skipped."""
+    if not is_miri(meta):
+        log.warning("%s applies to MIRI data only; step skipped", step)
+        return False
+    if int(meta.exposure.ngroups or 0) <= more_than:
+        log.warning("too few groups (%s) for %s; step skipped", meta.exposure.ngroups, step)
+        return False
+    return True
 
 
 def exposure_int(meta, block_index: int) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import dq
 from ..logs import get_logger
-from ._stage1_refs import is_miri
+from ._stage1_refs import miri_with_groups
 from .base import RampBlock, RampStep, StepParams
 
 __all__ = ["flag_first_group", "FirstFrameStep"]
@@ -60,14 +60,7 @@ class FirstFrameStep(RampStep):
     Params = FirstFrameParams
 
     def prepare(self, model, refs):
-        if not is_miri(model.meta):
-            log.warning("firstframe applies to MIRI data only; step skipped")
-            return False
-        if int(model.meta.exposure.ngroups or 0) <= 3:
-            log.warning("too few groups (%s) for firstframe; step skipped",
-                        model.meta.exposure.ngroups)
-            return False
-        return True
+        return miri_with_groups(model.meta, "firstframe", 3, log)
 
     def process_block(self, block: RampBlock, apply: bool) -> None:
         if apply:

@@ -12,7 +12,7 @@ import numpy as np
 
 from .. import dq
 from ..logs import get_logger
-from ._stage1_refs import is_miri
+from ._stage1_refs import miri_with_groups
 from .base import RampBlock, RampStep, StepParams
 
 __all__ = ["flag_last_group", "LastFrameStep"]
@@ -40,14 +40,7 @@ class LastFrameStep(RampStep):
     Params = LastFrameParams
 
     def prepare(self, model, refs):
-        if not is_miri(model.meta):
-            log.warning("lastframe applies to MIRI data only; step skipped")
-            return False
-        if int(model.meta.exposure.ngroups or 0) <= 2:
-            log.warning("too few groups (%s) for lastframe; step skipped",
-                        model.meta.exposure.ngroups)
-            return False
-        return True
+        return miri_with_groups(model.meta, "lastframe", 2, log)
 
     def process_block(self, block: RampBlock, apply: bool) -> None:
         if apply:
