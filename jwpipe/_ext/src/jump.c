@@ -93,6 +93,16 @@ typedef struct {
     float *lbuf;  /* line buffer for the row offsets computed with the rows (line_fused) */
 } workspace;
 
+/* The calling thread's workspace (one per OpenMP thread). */
+static inline workspace *thread_workspace(workspace *wss)
+{
+#ifdef _OPENMP
+    return &wss[omp_get_thread_num()];
+#else
+    return &wss[0];
+#endif
+}
+
 static void ws_free(workspace *ws)
 {
     free(ws->e);
@@ -1123,11 +1133,7 @@ int jw_detect_jumps(const float *data, const uint8_t *groupdq, const float *gain
 
     #pragma omp parallel num_threads(nthr)
     {
-#ifdef _OPENMP
-        workspace *ws = &wss[omp_get_thread_num()];
-#else
-        workspace *ws = &wss[0];
-#endif
+        workspace *ws = thread_workspace(wss);
         const size_t nlbuf = fused ? line_buf_floats(ngroups, nx) : 0;
         if (ws_alloc(ws, pool ? nints * ngroups : ngroups, nlbuf) != JW_OK) ws->err = JW_ERR_ALLOC;
         #pragma omp for schedule(static)
@@ -1161,11 +1167,7 @@ int jw_detect_jumps(const float *data, const uint8_t *groupdq, const float *gain
         && (params->after_jump_flag_n1 > 0 || params->after_jump_flag_n2 > 0)) {
         #pragma omp parallel num_threads(nthr)
         {
-#ifdef _OPENMP
-            workspace *ws = &wss[omp_get_thread_num()];
-#else
-            workspace *ws = &wss[0];
-#endif
+            workspace *ws = thread_workspace(wss);
             #pragma omp for schedule(static)
             for (long r = 0; r < (long)nints * ny; r++) {
                 if (ws->err) continue;
