@@ -186,3 +186,41 @@ def test_timed_block_that_fails_is_not_logged_as_done(caplog):
     assert any(lvl == logging.DEBUG and "failing thing stopped after" in m for lvl, m in messages)
     assert not any("failing thing done" in m for _, m in messages)
     assert any(lvl == logging.INFO and "working thing done in" in m for lvl, m in messages)
+
+
+def test_steps_look_up_only_the_references_their_run_uses(monkeypatch):
+    """``used_references`` decides which types are looked up; the rest are N/A untouched, and an
+    optional type that is looked up but not found is N/A (the step goes on without it)."""
+    from jwpipe.datamodels import RampModel
+    from jwpipe.errors import ReferenceNotFoundError
+    from jwpipe.steps.clean_flicker_noise import CleanFlickerNoiseStep
+    from jwpipe.steps.persistence import PersistenceStep
+    from jwpipe.steps.refpix import RefPixStep
+
+    looked_up = []
+
+    def fake_lookup(self, reftype, model):
+        looked_up.append((self.name, reftype))
+        raise ReferenceNotFoundError(f"no {reftype}")
+
+    monkeypatch.setattr("jwpipe.steps.base.Step.get_reference", fake_lookup)
+    model = RampModel(np.zeros((1, 3, 8, 8), np.float32))
+    model.meta.instrument.name = "NIRCAM"
+    model.meta.exposure.readpatt = "RAPID"
+
+    off = PersistenceStep(PersistenceStep.Params(use_trap_model=False))
+    assert set(off.get_references(model).values()) == {"N/A"} and not looked_up
+    on = PersistenceStep(PersistenceStep.Params(use_trap_model=True))
+    assert set(on.get_references(model).values()) == {"N/A"}
+    assert {r for s, r in looked_up if s == "persistence"} == set(PersistenceStep.reference_types)
+
+    assert RefPixStep().get_references(model) == {"refpix": "N/A", "sirskernel": "N/A"}
+    assert not [x for x in looked_up if x[0] == "refpix"]  # median algorithm, not IRS2
+    RefPixStep(RefPixStep.Params(refpix_algorithm="sirs")).get_references(model)
+    assert ("refpix", "sirskernel") in looked_up and ("refpix", "refpix") not in looked_up
+
+    assert CleanFlickerNoiseStep(CleanFlickerNoiseStep.Params(apply_flat_field=False)) \
+        .get_references(model) == {"flat": "N/A"}
+    assert ("clean_flicker_noise", "flat") not in looked_up
+    CleanFlickerNoiseStep(CleanFlickerNoiseStep.Params(apply_flat_field=True)).get_references(model)
+    assert ("clean_flicker_noise", "flat") in looked_up

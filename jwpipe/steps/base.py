@@ -12,6 +12,7 @@ integrations) so the driver can stream an exposure through the whole ramp chain 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import typing
 from dataclasses import dataclass, field
@@ -118,6 +119,9 @@ class Step:
         The step's parameter dataclass (subclass of :class:`StepParams`).
     suffix : str
         Output suffix when the step's result is saved.
+    missing_reference_level : int
+        Log level of the note that an optional reference was not found (the step goes on
+        without it).
     """
 
     name: ClassVar[str] = "step"
@@ -127,6 +131,7 @@ class Step:
     Params: ClassVar[type[StepParams]] = StepParams
     suffix: ClassVar[str | None] = None
     model_class: ClassVar[type[DataModel] | None] = None
+    missing_reference_level: ClassVar[int] = logging.INFO
 
     def __init__(self, params: StepParams | None = None, *, overrides: dict | None = None,
                  crds_path=None, threads: int | None = None, **kwargs):
@@ -181,20 +186,31 @@ class Step:
         return path
 
     def get_references(self, model: DataModel) -> dict[str, str]:
-        """Every reference the step uses; an optional type that cannot be found is ``N/A``."""
+        """Every reference the step uses; ``N/A`` for a type this run does not use (see
+        :meth:`used_references`) and for an optional one that cannot be found."""
         from ..errors import ReferenceNotFoundError
 
         required = self.required_references()
+        used = self.used_references(model)
         refs = {}
         for reftype in self.reference_types:
+            if reftype not in used:
+                refs[reftype] = NOT_APPLICABLE
+                continue
             try:
                 refs[reftype] = self.get_reference(reftype, model)
             except ReferenceNotFoundError:
                 if reftype in required or reftype in self.overrides:
                     raise
-                log.info("%s: no %s reference found; it is optional here", self.name, reftype)
+                log.log(self.missing_reference_level,
+                        "%s: no %s reference found; going on without it", self.name, reftype)
                 refs[reftype] = NOT_APPLICABLE
         return refs
+
+    def used_references(self, model: DataModel) -> tuple[str, ...]:
+        """Reference types this run looks up (its parameters and exposure may need fewer than
+        :attr:`reference_types`; the others are ``N/A`` without a lookup). Default: all."""
+        return self.reference_types
 
     # -- running ---------------------------------------------------------------------------------
     def open_input(self, init) -> DataModel:

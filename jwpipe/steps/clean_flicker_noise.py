@@ -29,6 +29,7 @@ ConfigError): ``fit_method='fft'`` (NSClean), ``background_method`` 'model'/'med
 
 from __future__ import annotations
 
+import logging
 import warnings
 from dataclasses import dataclass, field
 
@@ -36,7 +37,7 @@ import numpy as np
 
 from .. import dq as dqflags
 from .._ext import _rowcol
-from ..errors import ConfigError, ReferenceNotFoundError
+from ..errors import ConfigError
 from ..logs import get_logger
 from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
 
@@ -318,21 +319,14 @@ class CleanFlickerNoiseStep(RampStep):
     class_name = "CleanFlickerNoiseStep"
     cal_step = "clean_flicker_noise"
     reference_types = ("flat",)
+    missing_reference_level = logging.WARNING  # asked to flat-field, fitting without a flat
     Params = CleanFlickerNoiseParams
 
     def required_references(self) -> tuple[str, ...]:
         return ()
 
-    def get_references(self, model) -> dict[str, str]:
-        if not self.params.apply_flat_field:
-            return {"flat": NOT_APPLICABLE}
-        try:
-            return {"flat": self.get_reference("flat", model)}
-        except ReferenceNotFoundError:
-            if "flat" in self.overrides:
-                raise
-            log.warning("clean_flicker_noise: no FLAT reference found; fitting without a flat")
-            return {"flat": NOT_APPLICABLE}
+    def used_references(self, model) -> tuple[str, ...]:
+        return ("flat",) if self.params.apply_flat_field else ()
 
     def prepare(self, model, refs) -> FlickerPlan:
         p = self.params

@@ -31,7 +31,7 @@ import numpy as np
 
 from .. import dq as dqflags
 from ..datamodels import TrapsFilledModel
-from ..errors import ConfigError, InputFileError, ReferenceFileError, ReferenceNotFoundError
+from ..errors import ConfigError, InputFileError, ReferenceFileError
 from ..logs import get_logger
 from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape, output_name
 
@@ -366,20 +366,9 @@ class PersistenceStep(RampStep):
         # The flagging windows need no reference; the trap model checks its own in prepare.
         return ()
 
-    def get_references(self, model) -> dict[str, str]:
-        if not self.params.use_trap_model:
-            return {r: NOT_APPLICABLE for r in self.reference_types}
-        refs = {}
-        for reftype in self.reference_types:
-            try:
-                refs[reftype] = self.get_reference(reftype, model)
-            except ReferenceNotFoundError:
-                if reftype in self.overrides:
-                    raise
-                log.info("persistence: no %s reference found; the trap model will not run",
-                         reftype)
-                refs[reftype] = NOT_APPLICABLE
-        return refs
+    def used_references(self, model) -> tuple[str, ...]:
+        # Only the trap model reads references (a missing one: the model does not run).
+        return self.reference_types if self.params.use_trap_model else ()
 
     # -- prepare -------------------------------------------------------------------------------
     def prepare(self, model, refs) -> PersistenceState:

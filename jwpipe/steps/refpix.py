@@ -35,9 +35,9 @@ import numpy as np
 
 from .. import dq as dqflags
 from .._ext import _rowcol
-from ..errors import ConfigError, ReferenceNotFoundError, StepNotImplementedError
+from ..errors import ConfigError, StepNotImplementedError
 from ..logs import get_logger
-from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
+from .base import RampBlock, RampStep, StepParams, exposure_shape
 
 __all__ = [
     "detector_view", "detector_origin", "clipped_mean",
@@ -489,21 +489,12 @@ class RefPixStep(RampStep):
         # Neither reference is needed by the default algorithm (IRS2 and SIRS need them).
         return ()
 
-    def get_references(self, model) -> dict[str, str]:
-        refs = {}
-        for reftype in self.reference_types:
-            needed = (reftype == "sirskernel" and self.params.refpix_algorithm == "sirs") or (
-                reftype == "refpix" and _is_irs2(model.meta, exposure_shape(model)))
-            if not needed and reftype not in self.overrides:
-                refs[reftype] = NOT_APPLICABLE
-                continue
-            try:
-                refs[reftype] = self.get_reference(reftype, model)
-            except ReferenceNotFoundError:
-                log.info("refpix: no %s reference found; not needed by the median algorithm",
-                         reftype)
-                refs[reftype] = NOT_APPLICABLE
-        return refs
+    def used_references(self, model) -> tuple[str, ...]:
+        # SIRS needs its kernel and IRS2 readouts their refpix reference; an override is
+        # recorded either way.
+        needed = {"sirskernel": self.params.refpix_algorithm == "sirs",
+                  "refpix": _is_irs2(model.meta, exposure_shape(model))}
+        return tuple(r for r in self.reference_types if needed[r] or r in self.overrides)
 
     def prepare(self, model, refs) -> RefPixPlan:
         p = self.params
