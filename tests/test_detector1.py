@@ -10,11 +10,16 @@ from astropy.io import fits
 import jwpipe
 from jwpipe import dq
 
+#: For the comparisons with the reference's outputs: no extended events (the oracle runs had
+#: none) and the reference's choice of ramp-fit weighting power (jwpipe's default is unbiased
+#: and differs by a fraction of the noise where the two choices differ; see
+#: tests/test_ramp_fit_kernel.py::test_oracle_default_power_snr).
 NO_EXTENDED = {"jump": {"expand_large_events": False, "find_showers": False}}
+REFERENCE_CHOICES = {**NO_EXTENDED, "ramp_fit": {"power_snr": "endpoints"}}
 
 
 def _run(case, out, **options):
-    steps = options.pop("steps", NO_EXTENDED)
+    steps = options.pop("steps", REFERENCE_CHOICES)
     return jwpipe.run("detector1", str(case["uncal"]), overrides=case["refs"], steps=steps,
                       save_results=True, output_dir=str(out), **options)
 
@@ -80,9 +85,30 @@ def test_rateints_agree_except_documented_poisson_variance(nircam_oracle, nircam
         assert same.mean() > 0.99
 
 
-def test_truth_recovery_matches_or_beats_the_reference(nircam_oracle, nircam_run):
+@pytest.fixture(scope="module")
+def nircam_default_run(nircam_oracle, tmp_path_factory):
+    """jwpipe's defaults (extended events off, as in the oracle runs)."""
+    out = tmp_path_factory.mktemp("nircam_default")
+    _run(nircam_oracle, out, steps=NO_EXTENDED)
+    return out
+
+
+def test_truth_recovery_matches_or_beats_the_reference(nircam_oracle, nircam_default_run):
+    """jwpipe's defaults against the truth on the shared NIRCam input, and against the reference.
+
+    Bias: the median relative error over ~22,000 clean pixels has a sampling error of 2.6e-4
+    (robust spread 3.1% per pixel), and for an unbiased fit of these Poisson-skewed ramps the
+    median sits ~-2.7e-4 below the mean (measured on ideal ramps with the same rates, gain and
+    read noise); hence the 1e-3 bound. Measured -8.6e-4 (z spread 1.044); the reference -2.9e-4
+    on the same pixels (jwpipe with the reference's power choice: -2.3e-4, spread 1.052). The
+    difference is the reference's own high bias: the background pixels sit at S/N 18.5-19.5 per ramp, just
+    below its S/N=20 weighting threshold, where picking the power from the ramp's end points
+    biases the slope by +5.8e-4 (23 sigma, ideal ramps; jwpipe's stepwise choice: -1.5e-5 +-
+    2.5e-5), which here happens to offset a negative error of the data.
+    """
     truth = np.load(nircam_oracle["truth"])
-    with fits.open(_ours(nircam_run, "rate")) as ours, fits.open(nircam_oracle["rate"]) as ref:
+    with fits.open(_ours(nircam_default_run, "rate")) as ours, \
+            fits.open(nircam_oracle["rate"]) as ref:
         rate, err, flags = ours["SCI"].data, ours["ERR"].data, ours["DQ"].data
         clean = (flags == 0) & (truth["rate"] * float(truth["t_int"]) > 50)
         z = ((rate - truth["rate"]) / err)[clean]
@@ -90,7 +116,7 @@ def test_truth_recovery_matches_or_beats_the_reference(nircam_oracle, nircam_run
         spread = 1.4826 * np.median(np.abs(z - np.median(z)))
         ref_z = ((ref["SCI"].data - truth["rate"]) / ref["ERR"].data)[clean]
         ref_spread = 1.4826 * np.median(np.abs(ref_z - np.median(ref_z)))
-    assert abs(bias) < 1e-3           # reference: -3.7e-4 on this case
+    assert abs(bias) < 1e-3
     assert abs(np.median(z)) < 0.05
     assert spread <= ref_spread * 1.01 and 0.97 <= spread <= 1.07
 

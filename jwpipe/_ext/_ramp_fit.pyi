@@ -32,6 +32,7 @@ class RampFitKernel:
         one_group_time: float,
         suppress_one_group: bool,
         pedestal_factor: float = 1.0,
+        snr_from_endpoints: bool = False,
     ) -> None: ...
     def fit_block(
         self,

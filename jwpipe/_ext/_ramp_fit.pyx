@@ -15,6 +15,7 @@ cdef extern from "ramp_fit.h" nogil:
         double dark_value
         const uint32_t *pixeldq
         double pedestal_factor
+        int snr_from_endpoints
 
     ctypedef struct jw_rf_image:
         float *slope
@@ -179,7 +180,7 @@ cdef class RampFitKernel:
                   const float[:, ::1] dark, double dark_value, const uint32_t[:, ::1] pixeldq,
                   int ngroups, int first, int stop, int nframes, double group_time,
                   double frame_time, double one_group_time, bint suppress_one_group,
-                  double pedestal_factor=1.0):
+                  double pedestal_factor=1.0, bint snr_from_endpoints=False):
         cdef Py_ssize_t ny = gain.shape[0], nx = gain.shape[1]
         if not _same2(readnoise.shape, ny, nx):
             raise ValueError("RampFitKernel: readnoise must have the shape of gain")
@@ -211,6 +212,7 @@ cdef class RampFitKernel:
         self.s.dark_value = dark_value
         self.s.pixeldq = NULL
         self.s.pedestal_factor = pedestal_factor
+        self.s.snr_from_endpoints = snr_from_endpoints
         if dark is not None:
             self.s.dark = &dark[0, 0]
         if pixeldq is not None:

@@ -6,6 +6,12 @@ blocks of integrations as they leave the last ramp step and writes per-integrati
 the (possibly disk-backed) ``rateints`` arrays, so memory stays flat in NINTS. With ``save_opt``
 the fitter also builds the per-segment ``_fitopt`` product (``RampFitOutputModel``; arrays
 described in :class:`jwpipe.ramp_fitting.OptionalResults`), also block by block and disk-backed.
+
+Deviation from the reference, on purpose: ``power_snr="stepwise"`` (default) picks the Fixsen
+weighting power stepwise from the S/N of the lower powers' slopes instead of the ramp's end
+points, which removes a bias near the S/N thresholds that becomes visible over many integrations
+(see :mod:`jwpipe.ramp_fitting`); ``power_snr="endpoints"`` is the reference's choice, bit for
+bit.
 """
 
 from __future__ import annotations
@@ -19,7 +25,12 @@ from ..datamodels import CubeModel, ImageModel, RampFitOutputModel, RampModel
 from ..datamodels.spill import allocate, store_rows
 from ..errors import ConfigError
 from ..logs import get_logger
-from ..ramp_fitting import IntegrationResults, RampFitAccumulator, usable_group_range
+from ..ramp_fitting import (
+    POWER_SNR_CHOICES,
+    IntegrationResults,
+    RampFitAccumulator,
+    usable_group_range,
+)
 from .base import RampBlock, Step, StepParams, output_name
 
 log = get_logger("step")
@@ -33,6 +44,10 @@ _RESULT_FIELDS = ("slope", "err", "dq", "var_poisson", "var_rnoise")
 class RampFitParams(StepParams):
     algorithm: str = "OLS_C"
     weighting: str = "optimal"
+    # "stepwise" (default): the weighting power from the S/N of the lower powers' slopes
+    # (unbiased); "endpoints": from last - first group, as the reference (biased near the S/N
+    # thresholds).
+    power_snr: str = "stepwise"
     suppress_one_group: bool = True
     firstgroup: int | None = None
     lastgroup: int | None = None
@@ -118,7 +133,7 @@ class RampFitter:
                 save_opt=self.params.save_opt,
                 groupgap=self.product.meta.exposure.groupgap or 0,
                 drop_frames1=self.product.meta.exposure.drop_frames1 or 0,
-                spill_dir=self.spill_dir)
+                spill_dir=self.spill_dir, power_snr=self.params.power_snr)
             if nints > 1:
                 self.ints = IntegrationResults(*(
                     allocate((nints, ny, nx), dtype, spill_dir=self.spill_dir)
@@ -199,6 +214,9 @@ class RampFitStep(Step):
         if self.params.algorithm.upper() not in ("OLS", "OLS_C"):
             raise ConfigError(f"ramp_fit: algorithm {self.params.algorithm!r} is not available "
                               "(jwpipe implements OLS_C)")
+        if self.params.power_snr not in POWER_SNR_CHOICES:
+            raise ConfigError(f"ramp_fit: power_snr must be one of "
+                              f"{', '.join(POWER_SNR_CHOICES)}, got {self.params.power_snr!r}")
         from ..references import cut_to_subarray, open_reference
 
         arrays = {}

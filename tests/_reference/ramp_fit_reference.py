@@ -56,6 +56,34 @@ def snr_power(snr):
     return 10.0
 
 
+POWERS = (0.0, 0.4, 1.0, 3.0, 6.0, 10.0)
+SNR_STEPS = (5.0, 10.0, 20.0, 50.0, 100.0)
+
+
+def _snr(delta, rn, gain):
+    """The reference's segment S/N of a signal ``delta`` (DN); NaN stays NaN."""
+    den = rn * rn + delta * gain
+    if den <= 0.0 or gain == 0.0:
+        return 0.0
+    s = delta * gain / math.sqrt(den)
+    return s if math.isnan(s) else max(s, 0.0)
+
+
+def _fixsen_weight(k, length, power):
+    mid = (length - 1) / 2.0
+    return float(np.float32(abs((k - mid) * (1.0 / mid))) ** np.float32(power))
+
+
+def _slope_coefficients(length, power):
+    """c_k with slope = sum c_k y_k for the Fixsen weights of ``power`` (symmetric about mid)."""
+    mid = (length - 1) / 2.0
+    out = [_fixsen_weight(k, length, power) * (k - mid) for k in range(length)]
+    norm = 0.0
+    for k in range(length):
+        norm += _fixsen_weight(k, length, power) * (k - mid) * (k - mid)
+    return [v / norm for v in out]
+
+
 def find_segments(gdq):
     """Return the list of (start, end) group ranges (end exclusive) of one integration."""
     segs = []
@@ -112,7 +140,7 @@ def _seg_rnoise(length, rn, gain, group_time, timing):
     return _div(12.0 * r * r, (float(length) ** 3 - length) * gain * gain)
 
 
-def _seg_fit(y, start, length, rn, gain, group_time, timing, extra=None):
+def _seg_fit(y, start, length, rn, gain, group_time, timing, extra=None, power_snr="stepwise"):
     """Slope (DN/s) and the Poisson denominator k (var_P = (rate + dark) / k) of one segment.
 
     With ``extra`` (a dict) also the fitopt sigslope, yint and sigyint of the segment.
@@ -128,13 +156,24 @@ def _seg_fit(y, start, length, rn, gain, group_time, timing, extra=None):
             extra.update(sigslope=sig, yint=y[start + 1] * (1.0 - second) + y[start] * second,
                          sigyint=sig)
         return (y[start + 1] - y[start]) / group_time, group_time * gain
-    delta = y[start + length - 1] - y[start]
-    den = rn * rn + delta * gain
-    if den <= 0.0 or gain == 0.0:
-        snr = 0.0
-    else:
-        snr = max(delta * gain / math.sqrt(den), 0.0)
-    power = snr_power(snr)
+    if power_snr == "endpoints":  # the reference pipeline
+        snr = _snr(y[start + length - 1] - y[start], rn, gain)
+        power = snr_power(snr)
+    else:  # stepwise: up one power while the current power's slope reaches the next threshold
+        index = 0
+        while index < len(POWERS) - 1:
+            coeff = _slope_coefficients(length, POWERS[index])
+            slope = 0.0
+            for k in range(length):
+                slope += coeff[k] * y[start + k]
+            snr = _snr(slope * (length - 1), rn, gain)
+            if math.isnan(snr):
+                index = len(POWERS) - 1
+                break
+            if snr < SNR_STEPS[index]:
+                break
+            index += 1
+        power = POWERS[index]
     mid = (length - 1) / 2.0
     invmid = 1.0 / mid
     invrn2 = _div(1.0, rn * rn)
@@ -170,7 +209,7 @@ def _div(a, b):
 
 def fit_pixel(data, gdq, gain, rn_cds, pixeldq, dark, group_time, frame_time, nframes,
               zeroframe=None, suppress_one_group=True, median_mode="exposure",
-              clear_first_jump=False, opt=None, pedestal_factor=1.0):
+              clear_first_jump=False, opt=None, pedestal_factor=1.0, power_snr="stepwise"):
     """Fit one pixel: data/gdq of shape (nints, ngroups). Returns (rate, rateints) dicts.
 
     ``clear_first_jump`` drops a JUMP_DET flag on group 0 (leading groups were trimmed away); the
@@ -295,7 +334,7 @@ def fit_pixel(data, gdq, gain, rn_cds, pixeldq, dark, group_time, frame_time, nf
                 length = e - s
                 tim = timing_len1(i) if length == 1 else group_time
                 extra = {} if opt is not None else None
-                slope, k = _seg_fit(y[i], s, length, rn, gain, group_time, tim, extra)
+                slope, k = _seg_fit(y[i], s, length, rn, gain, group_time, tim, extra, power_snr)
                 vr = _seg_rnoise(length, rn, gain, group_time, tim)
                 vp = var_p(mr, k)
                 if extra is not None:
@@ -389,14 +428,15 @@ OPT_SEGMENT_NAMES = ("slope", "sigslope", "var_poisson", "var_rnoise", "yint", "
 def fit_ramps_reference(data, groupdq, gain, readnoise, group_time, frame_time, nframes,
                         pixeldq=None, avg_dark_current=None, zeroframe=None,
                         suppress_one_group=True, median_mode="exposure", groups=None,
-                        save_opt=False, pedestal_factor=1.0):
+                        save_opt=False, pedestal_factor=1.0, power_snr="stepwise"):
     """Fit every pixel of a (nints, ngroups, ny, nx) ramp; returns (rate, rateints) dicts of arrays.
 
     Outputs are float32 (slope, err, var_poisson, var_rnoise) and uint32 (dq), like the kernel.
     ``groups=(first, stop)`` fits only those groups, as if the ramp had no others (a JUMP_DET flag
     on group ``first`` is ignored when ``first > 0``). With ``save_opt`` a third dict holds the
     fitopt arrays (float32; segment axis the most segments of any pixel-integration, CR axis the
-    most cosmic rays, both at least 1; unused entries 0).
+    most cosmic rays, both at least 1; unused entries 0). ``power_snr`` as for
+    ``jwpipe.ramp_fitting.RampFitAccumulator`` (``"endpoints"``: the reference pipeline's).
     """
     data = np.asarray(data)
     groupdq = np.asarray(groupdq)
@@ -420,7 +460,7 @@ def fit_ramps_reference(data, groupdq, gain, readnoise, group_time, frame_time, 
     with np.errstate(all="ignore"):
         _fit_all(data, groupdq, gain, readnoise, pixeldq, dark, group_time, frame_time, nframes,
                  zeroframe, suppress_one_group, median_mode, first, rate, ints, pix_opt,
-                 pedestal_factor)
+                 pedestal_factor, power_snr)
     if not save_opt:
         return rate, ints
     nseg = max([1] + [len(v["segs"][i]) for v in pix_opt.values() for i in range(nints)])
@@ -441,7 +481,7 @@ def fit_ramps_reference(data, groupdq, gain, readnoise, group_time, frame_time, 
 
 def _fit_all(data, groupdq, gain, readnoise, pixeldq, dark, group_time, frame_time, nframes,
              zeroframe, suppress_one_group, median_mode, first, rate, ints, pix_opt=None,
-             pedestal_factor=1.0):
+             pedestal_factor=1.0, power_snr="stepwise"):
     ny, nx = gain.shape
     for r in range(ny):
         for c in range(nx):
@@ -451,7 +491,7 @@ def _fit_all(data, groupdq, gain, readnoise, pixeldq, dark, group_time, frame_ti
                                pixeldq[r, c], dark[r, c], group_time, frame_time, nframes,
                                zeroframe=zf, suppress_one_group=suppress_one_group,
                                median_mode=median_mode, clear_first_jump=first > 0, opt=po,
-                               pedestal_factor=pedestal_factor)
+                               pedestal_factor=pedestal_factor, power_snr=power_snr)
             for k in rate:
                 rate[k][r, c] = pr[k]
                 ints[k][:, r, c] = pi[k]

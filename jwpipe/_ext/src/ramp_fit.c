@@ -88,12 +88,35 @@ static inline float fixsen_weight(int k, int len, int p)
     return powf((float)fabs(((double)k - mid) * invmid), (float)POWERS[p]);
 }
 
+/* Coefficients c_k of the weighted least-squares slope (DN per group) of a segment of len groups
+ * with power p, slope = sum_k c_k y_k: w_k (k - mid) / sum_i w_i (i - mid)^2 (the weights are
+ * symmetric about mid). Used to pick the power (power_from_slopes); written once, into out. */
+static void slope_coefficients(int len, int p, double *out)
+{
+    const double mid = (double)(len - 1) / 2.0;
+    double norm = 0.0;
+    for (int k = 0; k < len; k++) {
+        const double w = (double)fixsen_weight(k, len, p), dx = (double)k - mid;
+        out[k] = w * dx;
+        norm += w * dx * dx;
+    }
+    for (int k = 0; k < len; k++) out[k] /= norm;
+}
+
+/* The weight table (NPOWER blocks) followed by the slope-coefficient table (NPOWER - 1 blocks),
+ * each block TABLE_STRIDE long, segment length len at offset len (len - 1) / 2. */
+#define COEFF_TABLE(table) ((table) + NPOWER * TABLE_STRIDE)
+#define TABLE_SIZE ((2 * NPOWER - 1) * TABLE_STRIDE)
+
 static void fill_weight_table(double *table, int nmax)
 {
     for (int p = 0; p < NPOWER; p++)
         for (int len = 3; len <= nmax; len++)
             for (int k = 0; k < len; k++)
                 table[p * TABLE_STRIDE + len * (len - 1) / 2 + k] = (double)fixsen_weight(k, len, p);
+    for (int p = 0; p < NPOWER - 1; p++)
+        for (int len = 3; len <= nmax; len++)
+            slope_coefficients(len, p, COEFF_TABLE(table) + p * TABLE_STRIDE + len * (len - 1) / 2);
 }
 
 /* Segments of one integration as [ss[i], se[i]); returns how many. */
@@ -236,20 +259,60 @@ static inline double rnoise_long(double rn, double gain, double gt, double len)
     return rnum / rden;
 }
 
+/* S/N of a segment signal delta (DN), as the reference computes it (rn: noise of one group, e-). */
+static inline double segment_snr(double delta, double rn, double gain)
+{
+    const double den = rn * rn + delta * gain;
+    if (den <= 0.0 || gain == 0.0) return 0.0;
+    const double s = delta * gain / sqrt(den);
+    return (s < 0.0) ? 0.0 : s; /* NaN stays NaN */
+}
+
+static const double SNR_STEPS[NPOWER - 1] = {5.0, 10.0, 20.0, 50.0, 100.0};
+
+/* Weighting power index of y[start, start + len), len >= 3.
+ *
+ * endpoints (the reference): from the S/N of last - first group. That makes the fit a non-linear
+ * function of the data, biased high where a ramp's S/N is near a threshold (2-4e-3 relative at
+ * S/N 3-10, 1e-3 at 20 on 10-group ramps): a ramp that fluctuates high crosses to a more
+ * end-weighted power and keeps its high end-to-end value, one that fluctuates low does not.
+ *
+ * Otherwise stepwise: start at power 0 and go up one power while the S/N of the slope fitted with
+ * the current power (times len - 1) reaches the next threshold. Near each threshold that slope is
+ * close to the best linear estimate, so it is nearly uncorrelated with how far the next power's
+ * fit lies from it, and the choice adds no measurable bias (< 3e-4 on the same ramps). A NaN S/N
+ * gives the top power either way (the reference's behaviour). coeff: the slope coefficients
+ * (COEFF_TABLE) for len <= TABLE_NMAX, else NULL and cbuf (len values) is used. */
+static int choose_power(const double *y, int start, int len, double rn, double gain,
+                        int endpoints, const double *coeff, double *cbuf)
+{
+    if (endpoints) {
+        const double snr = segment_snr(y[start + len - 1] - y[start], rn, gain);
+        return power_index(snr);
+    }
+    int p = 0;
+    while (p < NPOWER - 1) {
+        const double *c = cbuf;
+        if (coeff != NULL) c = coeff + p * TABLE_STRIDE + len * (len - 1) / 2;
+        else slope_coefficients(len, p, cbuf);
+        double slope = 0.0;
+        for (int k = 0; k < len; k++) slope += c[k] * y[start + k];
+        const double snr = segment_snr(slope * (double)(len - 1), rn, gain);
+        if (snr != snr) return NPOWER - 1;
+        if (snr < SNR_STEPS[p]) break;
+        p++;
+    }
+    return p;
+}
+
 /* Optimally weighted least-squares slope (DN/s) of y[start, start + len), len >= 3. With fit3
  * non-NULL also the fitopt terms, from the same sums: the slope's sigma sqrt(sw / den) (per group,
  * not divided by TGROUP, as the reference stores it), the intercept at group 0 and its sigma. */
 static double ols_slope(const double *y, int start, int len, double rn, double gain, double gt,
-                        const double *table, double *wbuf, double *fit3)
+                        int endpoints, const double *table, double *wbuf, double *fit3)
 {
-    const double delta = y[start + len - 1] - y[start];
-    const double den = rn * rn + delta * gain;
-    double snr = 0.0;
-    if (!(den <= 0.0 || gain == 0.0)) {
-        const double s = delta * gain / sqrt(den);
-        snr = (s < 0.0) ? 0.0 : s;
-    }
-    const int p = power_index(snr);
+    const int p = choose_power(y, start, len, rn, gain, endpoints,
+                               len <= TABLE_NMAX ? COEFF_TABLE(table) : NULL, wbuf);
     const double *w;
     if (len <= TABLE_NMAX) {
         w = table + p * TABLE_STRIDE + len * (len - 1) / 2;
@@ -283,6 +346,7 @@ static double ols_slope(const double *y, int start, int len, double rn, double g
 typedef struct {
     double gt, ft, ogt;
     int suppress; /* suppress_one_group, in effect (never for 1-group ramps) */
+    int endpoints; /* snr_from_endpoints */
     double ped;   /* pedestal factor ((NFRAMES + 1) / 2 + DRPFRMS1) / (NFRAMES + GROUPGAP) */
 } timing_t;
 
@@ -452,7 +516,7 @@ static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pi
                     fit3[2] = fit3[0];
                 }
             } else {
-                seg_slope = ols_slope(y, start, len, rn, gain, gt, table, w->wbuf,
+                seg_slope = ols_slope(y, start, len, rn, gain, gt, t->endpoints, table, w->wbuf,
                                       o ? fit3 : NULL);
                 pden = gt * gain * ((double)len - 1.0);
                 seg_vr = rnoise_long(rn, gain, gt, (double)len);
@@ -751,20 +815,47 @@ static void chunk_median(chunk_t *c, int n, long wdt, double gt, const sortnet_t
     }
 }
 
-/* Weighting power index and 1/RN^2 of whole ramps (first and last group y0, yl). */
-static void ols_power(long wdt, const double *restrict y0, const double *restrict yl,
-                      const float *restrict gain, const float *restrict rnoise, double *restrict pw,
-                      double *restrict invrn2)
+/* Weighting power index (as choose_power, the same arithmetic) and 1/RN^2 of whole ramps of
+ * n >= 3 groups (Y: group k of the chunk at Y + k * CHUNK), evaluated group-major so that it
+ * vectorises; each further power's slope is only computed while some pixel of the chunk needs it. */
+static void ols_power(long wdt, const double *restrict Y, int n, int endpoints,
+                      const double *table, const float *restrict gain,
+                      const float *restrict rnoise, double *restrict pw, double *restrict invrn2)
 {
+    double *restrict slope = invrn2; /* scratch until the end */
+    const double *restrict yl = Y + (size_t)(n - 1) * CHUNK;
+    if (endpoints) {
+        for (long x = 0; x < wdt; x++) {
+            const double snr = segment_snr(yl[x] - Y[x], (double)rnoise[x], (double)gain[x]);
+            pw[x] = 5.0 - (snr < 100.0) - (snr < 50.0) - (snr < 20.0) - (snr < 10.0) - (snr < 5.0);
+        }
+    } else {
+        for (long x = 0; x < wdt; x++) pw[x] = 0.0;
+        long climbing = wdt;
+        for (int p = 0; p < NPOWER - 1 && climbing > 0; p++) {
+            const double *c = COEFF_TABLE(table) + p * TABLE_STRIDE + n * (n - 1) / 2;
+            for (long x = 0; x < wdt; x++) slope[x] = 0.0 + c[0] * Y[x];
+            for (int k = 1; k < n; k++) {
+                const double ck = c[k];
+                const double *restrict yk = Y + (size_t)k * CHUNK;
+                for (long x = 0; x < wdt; x++) slope[x] += ck * yk[x];
+            }
+            climbing = 0;
+            for (long x = 0; x < wdt; x++) {
+                if (pw[x] != (double)p) continue; /* stopped below, or NaN (top power) */
+                const double snr = segment_snr(slope[x] * (double)(n - 1), (double)rnoise[x],
+                                               (double)gain[x]);
+                if (snr != snr) {
+                    pw[x] = (double)(NPOWER - 1);
+                } else if (snr >= SNR_STEPS[p]) {
+                    pw[x] = (double)(p + 1);
+                    climbing++;
+                }
+            }
+        }
+    }
     for (long x = 0; x < wdt; x++) {
-        const double g = (double)gain[x], rn = (double)rnoise[x];
-        const double delta = yl[x] - y0[x];
-        const double den = rn * rn + delta * g;
-        const double sq = sqrt(den);
-        const double sr = delta * g / sq;
-        const int zero = (den <= 0.0) | (g == 0.0) | (sr < 0.0); /* NaN stays NaN: top power */
-        const double snr = zero ? 0.0 : sr;
-        pw[x] = 5.0 - (snr < 100.0) - (snr < 50.0) - (snr < 20.0) - (snr < 10.0) - (snr < 5.0);
+        const double rn = (double)rnoise[x];
         invrn2[x] = 1.0 / (rn * rn);
     }
 }
@@ -820,10 +911,10 @@ static void ols_solve(long wdt, double gt, const double *restrict sw, const doub
 
 /* Slopes (DN/s) of whole ramps of n >= 3 groups into c->slope. */
 static void chunk_ols(chunk_t *c, int n, long wdt, const float *gain, const float *rnoise, double gt,
-                      const double *table)
+                      int endpoints, const double *table)
 {
     const double *Y = c->Y;
-    ols_power(wdt, Y, Y + (size_t)(n - 1) * CHUNK, gain, rnoise, c->pw, c->invrn2);
+    ols_power(wdt, Y, n, endpoints, table, gain, rnoise, c->pw, c->invrn2);
     for (long x = 0; x < wdt; x++) c->sw[x] = c->sx[x] = c->sxx[x] = c->sy[x] = c->sxy[x] = 0.0;
     const double *wrow = table + (size_t)n * (size_t)(n - 1) / 2;
     double *wa = c->tmp, *wb = c->mr2;
@@ -956,7 +1047,7 @@ static long chunk_fit(const row_t *rw, const timing_t *t, const double *table,
         seg_two(wdt, gt, Y, Y + CHUNK, gain, rnoise, c->slope, c->sxx, c->sxy);
         finite = c->D;                       /* y1 - y0 */
     } else {
-        chunk_ols(c, n, wdt, gain, rnoise, gt, table);
+        chunk_ols(c, n, wdt, gain, rnoise, gt, t->endpoints, table);
         seg_long(wdt, gt, n, gain, rnoise, c->sxx, c->sxy);
         finite = c->sy;                      /* sum of w y: w > 0 except one middle group, and */
     }                                        /* 0 * NaN or 0 * inf is NaN */
@@ -1072,6 +1163,7 @@ static timing_t timing_of(const jw_rf_setup *s)
     t.ogt = s->one_group_time;
     t.suppress = (n > 1) && s->suppress_one_group;
     t.ped = s->pedestal_factor;
+    t.endpoints = s->snr_from_endpoints != 0;
     return t;
 }
 
@@ -1187,7 +1279,7 @@ int JW_RF_EXPORT(jw_ramp_fit_block)(const jw_rf_setup *s, int nb, const float *d
     if (npix == 0) return JW_OK;
     if (nb == 0 && rate == NULL) return JW_OK;
 
-    double *table = (double *)malloc(NPOWER * TABLE_STRIDE * sizeof(double));
+    double *table = (double *)malloc(TABLE_SIZE * sizeof(double));
     if (table == NULL) return JW_ERR_ALLOC;
     fill_weight_table(table, n < TABLE_NMAX ? n : TABLE_NMAX);
     /* The chunk path handles the clean pixels of ramps of 2..MAXNET+1 groups (a clean ramp never

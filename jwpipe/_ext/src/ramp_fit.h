@@ -30,6 +30,9 @@ typedef struct jw_rf_setup {
     double dark_value;
     const uint32_t *pixeldq; /* NULL: no flags */
     double pedestal_factor;  /* ((NFRAMES + 1) / 2 + DRPFRMS1) / (NFRAMES + GROUPGAP) (fitopt) */
+    int snr_from_endpoints;  /* signal of the S/N that picks a segment's weighting power:
+                                1: last - first group (the reference); 0: the unweighted
+                                least-squares slope times (len - 1), which is unbiased */
 } jw_rf_setup;
 
 /* Results for n images of (ny, nx): per integration (n = block size) or for the exposure (n = 1). */
