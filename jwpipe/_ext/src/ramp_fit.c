@@ -270,6 +270,18 @@ static inline double segment_snr(double delta, double rn, double gain)
 
 static const double SNR_STEPS[NPOWER - 1] = {5.0, 10.0, 20.0, 50.0, 100.0};
 
+/* Whether the S/N of signal delta (as segment_snr) reaches t > 0, without a square root or a
+ * division (so that the chunk path vectorises; both paths use this one test): 1 yes, 0 no, -1
+ * when it is NaN. */
+static inline int snr_reaches(double delta, double rn, double gain, double t)
+{
+    const double dg = delta * gain;
+    const double den = rn * rn + dg;
+    const int nan = (dg != dg) | (den != den);
+    const int yes = (den > 0.0) & (gain != 0.0) & (dg > 0.0) & (dg * dg >= t * t * den);
+    return nan ? -1 : yes;
+}
+
 /* Weighting power index of y[start, start + len), len >= 3.
  *
  * endpoints (the reference): from the S/N of last - first group. That makes the fit a non-linear
@@ -297,9 +309,9 @@ static int choose_power(const double *y, int start, int len, double rn, double g
         else slope_coefficients(len, p, cbuf);
         double slope = 0.0;
         for (int k = 0; k < len; k++) slope += c[k] * y[start + k];
-        const double snr = segment_snr(slope * (double)(len - 1), rn, gain);
-        if (snr != snr) return NPOWER - 1;
-        if (snr < SNR_STEPS[p]) break;
+        const int step = snr_reaches(slope * (double)(len - 1), rn, gain, SNR_STEPS[p]);
+        if (step < 0) return NPOWER - 1;
+        if (!step) break;
         p++;
     }
     return p;
@@ -841,16 +853,17 @@ static void ols_power(long wdt, const double *restrict Y, int n, int endpoints,
                 for (long x = 0; x < wdt; x++) slope[x] += ck * yk[x];
             }
             climbing = 0;
-            for (long x = 0; x < wdt; x++) {
-                if (pw[x] != (double)p) continue; /* stopped below, or NaN (top power) */
-                const double snr = segment_snr(slope[x] * (double)(n - 1), (double)rnoise[x],
-                                               (double)gain[x]);
-                if (snr != snr) {
-                    pw[x] = (double)(NPOWER - 1);
-                } else if (snr >= SNR_STEPS[p]) {
-                    pw[x] = (double)(p + 1);
-                    climbing++;
-                }
+            const double at = (double)p, nm1 = (double)(n - 1), t2 = SNR_STEPS[p] * SNR_STEPS[p];
+            for (long x = 0; x < wdt; x++) { /* snr_reaches, written out to vectorise */
+                const double g = (double)gain[x], rn = (double)rnoise[x];
+                const double dg = slope[x] * nm1 * g;
+                const double den = rn * rn + dg;
+                const int nan = (dg != dg) | (den != den);
+                const int yes = (den > 0.0) & (g != 0.0) & (dg > 0.0) & (dg * dg >= t2 * den);
+                const int here = pw[x] == at;
+                const int up = here & yes & !nan;
+                pw[x] = (here & nan) ? (double)(NPOWER - 1) : pw[x] + (double)up;
+                climbing += up;
             }
         }
     }
