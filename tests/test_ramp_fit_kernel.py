@@ -540,11 +540,11 @@ def test_oracle_default_power_snr(which):
     ``test_thousands_of_integrations_rate_unbiased``) against the reference's on its own ramps.
 
     Only the slopes can differ (the variances do not depend on the power), and only where the two
-    S/N signals fall either side of a power threshold. Measured: NIRCam 6.1% of the
-    pixel-integrations (17% of the exposure rates, which combine 3 integrations), MIRI 10.6%
-    (29%); there |difference| / ERR has median 0.10-0.22 and is at most 0.84: two valid weightings
-    of the same ramp. Bounds: those figures with a margin for another compiler's float rounding
-    (rates 40%, integrations 15%, median 0.3, maximum 1.0).
+    choices of power differ. Measured: NIRCam 4.9% of the pixel-integrations (13.7% of the
+    exposure rates, which combine 3 integrations), MIRI 10.2% (27.6%); there |difference| / ERR
+    has median 0.09-0.21 and is at most 0.84: two valid weightings of the same ramp. Bounds:
+    those figures with a margin for another compiler's float rounding (rates 40%, integrations
+    15%, median 0.3, maximum 1.0).
     """
     endpoints = _oracle_fit(*ORACLE_CASES[which])
     slope = _oracle_fit(*ORACLE_CASES[which], power_snr="stepwise")
