@@ -61,7 +61,9 @@ def run_process(argv, *, cwd=None, env=None, timeout=None) -> tuple[float, float
     """Run ``argv`` as a child process: (wall seconds, the child's own peak RSS in MB, output).
 
     The peak comes from ``os.wait4`` on that child alone (``getrusage(RUSAGE_CHILDREN)`` would
-    report the largest of every child this process ever waited for). Raises on a non-zero exit.
+    report the largest of every child this process ever waited for). On Linux it also counts
+    this process's own peak so far (``exec`` keeps the replaced address space's high-water
+    mark): call this from a process that has stayed small. Raises on a non-zero exit.
     """
     import subprocess
     import tempfile
