@@ -332,6 +332,17 @@ def run_ramp_chain(pipeline, init):
 
     Returns the rate product (``ImageModel``) for Detector1, the corrected ramp for Dark.
     """
+    staged = []  # what holds a staged _rateints file: the fitter, then its StagedProduct
+    try:
+        return _stream_ramp_chain(pipeline, init, staged)
+    finally:
+        # A staged product not saved by now (an error, or a step that replaced its arrays) is
+        # dropped here rather than whenever the garbage collector gets to it.
+        for fitter in staged:
+            fitter.discard()
+
+
+def _stream_ramp_chain(pipeline, init, staged: list):
     from .datamodels.spill import allocate, release_pages
     from .pipelines.ramp_io import block_size_for, read_block
 
@@ -380,6 +391,12 @@ def run_ramp_chain(pipeline, init):
         product.groupdq = allocate((nints, ngroups, ny, nx), np.uint8,
                                    spill_dir=pipeline.params.output_dir)
 
+    out_dir = Path(pipeline.params.output_dir or ".")
+    source = raw.path or Path("jwpipe_exposure_uncal.fits")
+    save = pipeline.params.save_results
+    # A _rateints product to be saved is written in place as the blocks are fitted.
+    rateints_path = output_name(source, "rateints", out_dir) if save and nints > 1 else None
+
     whole = any(step.needs_all_integrations for step, _, _ in active)
     per_block = nints if whole else (pipeline.params.integrations_per_block
                                      or block_size_for(raw.shape))
@@ -425,7 +442,9 @@ def run_ramp_chain(pipeline, init):
                 t0 = time.perf_counter()
                 if fitter is None:
                     fitter = fit_step.start(product, fit_refs,
-                                            spill_dir=pipeline.params.output_dir)
+                                            spill_dir=pipeline.params.output_dir,
+                                            rateints_path=rateints_path)
+                    staged.append(fitter)
                 fitter.add_block(block)
                 fit_seconds += time.perf_counter() - t0
             release_pages()  # spilled _rateints/_ramp pages this block wrote leave our memory
@@ -440,9 +459,6 @@ def run_ramp_chain(pipeline, init):
         if product.meta.get(f"cal_step.{step.cal_step}") is None:
             step.record_status(product, "COMPLETE")
         log.info("step %-20s %7.2f s", step.name, step_seconds[step.name])
-    out_dir = Path(pipeline.params.output_dir or ".")
-    source = raw.path or Path("jwpipe_exposure_uncal.fits")
-    save = pipeline.params.save_results
 
     if fit_step is None:
         product.meta.model_type = "RampModel"
@@ -462,7 +478,9 @@ def run_ramp_chain(pipeline, init):
     rate, rateints = fitter.finish()
     fitopt = fitter.fitopt  # save_opt: the per-segment product (else None)
     fit_seconds += time.perf_counter() - t0
-    fitter = None  # its accumulators are not needed for the products
+    # Its accumulators are not needed for the products; only its staged file is still watched.
+    staged[:] = [fitter.staged] if fitter.staged is not None else []
+    fitter = None
     if nints <= 1:
         rateints = None  # one integration: no _rateints product, nothing to calibrate
     log.info("step %-20s %7.2f s", "ramp_fit", fit_seconds)

@@ -23,14 +23,19 @@ workload                                               pipeline    whole process
 NIRCam NRCA1 FULL 2048x2048, BRIGHT2, 10 groups x 1     --          1.30 s (19x)   398 MB
 NIRCam SUB160, RAPID, 10 groups x 3 ints                0.12 s      0.52 s         80 MB
 MIRI imager FULL 1032x1024, FASTR1, 20 groups x 1       0.91 s      1.37 s         378 MB
-NIRISS SOSS SUBSTRIP256 (256x2048), 5 groups x 50       2.1-3.0 s   3.10 s         294 MB
-256x2048, 5 groups, 10 / 1000 integrations (streamed)   --          0.9 / 67 s     319 / 264 MB
-the same, flat mode on compressed btrfs, 10 / 1000      --          1.4 / 97 s     318 / 264 MB
-the same, flat mode on compressed btrfs, 10,000         --          808 s          264 MB
+NIRISS SOSS SUBSTRIP256 (256x2048), 5 groups x 50       1.7-2.1 s*  2.5 s*         284 MB*
+256x2048, 5 groups, 10 / 1000 integrations (streamed)   --          1.1 / 52-61 s* 265 / 270 MB
+the same, flat mode on compressed btrfs, 10 / 1000 (+)  --          1.4 / 97 s     318 / 264 MB
+the same, flat mode on compressed btrfs, 10,000 (+)     --          808 s          264 MB
 =====================================================  ==========  =============  ======
 
+(*) 2026-11-21, editable install, the machine shared with another job: min 1.67 s, median
+1.72-2.07 s over runs of 5-9; before the ``_rateints`` was written straight into its product
+file (:mod:`jwpipe.datamodels.staging`), the same conditions gave 2.17-2.43 s min, 2.43-3.2 s
+median, and 3.7 s for the whole process. (+) measured before that change (with spill files).
+
 Timings on this machine move by 10-30% from run to run with the disk's write-back (a SOSS run
-writes 545 MB of products): compare medians.
+writes 535 MB of products): compare medians, or minima of several runs.
 
 Time series (editable install, machine shared with another benchmark run): the peak is the
 same at 1000 and 10,000 integrations (264 MB; resident memory, sampled every 10 s, stayed
@@ -265,7 +270,7 @@ def tso_uncal(nints: int, ngroups: int = 5, flat: bool = False, folder=None) -> 
     free = shutil.disk_usage(folder).free
     if free < need * 4:
         raise RuntimeError(f"{folder}: {nints} integrations need about {need * 4 / 1e9:.0f} GB "
-                           f"free (raw file + _rateints with its spill files); {free / 1e9:.0f} "
+                           f"free (raw file + _rateints, with room to spare); {free / 1e9:.0f} "
                            "GB are")
     with tempfile.TemporaryDirectory(dir=base) as tmp:
         template = simulate_exposure(crds_path=crds_cache(), output_dir=tmp, seed=3,

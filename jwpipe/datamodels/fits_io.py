@@ -22,7 +22,9 @@ from .._ext import _convert
 from ..errors import InputFileError, NotFitsError
 from .spill import release_pages
 
-__all__ = ["LazyArray", "open_hdulist", "FitsAssembler", "atomic_path", "BLOCK"]
+__all__ = ["LazyArray", "open_hdulist", "FitsAssembler", "atomic_path", "BLOCK",
+           "header_bytes", "stored_pieces", "temp_beside", "replace_file",
+           "remove_quietly"]
 
 BLOCK = 2880
 #: Largest piece converted at once when writing, and read at once when converting on read: small
@@ -391,6 +393,46 @@ def _to_storage(chunk: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return chunk.astype(stored, copy=False)
 
 
+def stored_pieces(chunk, dtype: np.dtype):
+    """The values of ``chunk`` as FITS stores them (big-endian, BZERO applied), a few MB at a time.
+
+    Yields C-contiguous uint8 arrays in file order; each is only valid until the next one is asked
+    for (plain types are byte-swapped into one reused buffer, not a new array per piece).
+    """
+    dtype = np.dtype(dtype)
+    flat = np.asarray(chunk).reshape(-1)  # a view when contiguous (the usual case), else one copy
+    piece = max(1, _CHUNK_BYTES // dtype.itemsize)
+    _, stored_dtype, bzero = _STORAGE[dtype]
+    if bzero is None and dtype.itemsize > 1 and flat.dtype == dtype:
+        buffer = np.empty(min(piece, flat.size), stored_dtype)
+        for lo in range(0, flat.size, piece):
+            part = buffer[:min(piece, flat.size - lo)]
+            np.copyto(part, flat[lo:lo + part.size])
+            yield part.view(np.uint8)
+        return
+    for lo in range(0, flat.size, piece):
+        yield np.ascontiguousarray(_to_storage(flat[lo:lo + piece], dtype)).view(np.uint8)
+
+
+def header_bytes(header: fits.Header, size: int | None = None) -> bytes:
+    """``header`` as FITS bytes: its cards, END, and space fill to a whole number of blocks.
+
+    With ``size`` (a multiple of :data:`BLOCK`, at least the header's own size) the header fills
+    exactly ``size`` bytes: blank keyword records go before END so that END lands in the last
+    block, which is how FITS headers keep reserved room (FITS 4.0, section 4.4.2.4). Raises
+    ValueError when the header needs more than ``size`` bytes.
+    """
+    text = header.tostring(endcard=False, padding=False)
+    records = len(text) // 80
+    if size is None:
+        size = (records + 1 + 35) // 36 * BLOCK
+    if size % BLOCK or (records + 1) * 80 > size:
+        raise ValueError(f"a header of {records + 1} records does not fit in {size} bytes")
+    blanks = max(0, size // 80 - 36 - records)  # END must be in the last block
+    text += " " * (80 * blanks) + "END".ljust(80)
+    return (text + " " * (size - len(text))).encode("ascii")
+
+
 class FitsAssembler:
     """Write a FITS file HDU by HDU, streaming array data in bounded chunks.
 
@@ -405,7 +447,7 @@ class FitsAssembler:
         self.count = 0
 
     def _write_header(self, header: fits.Header) -> None:
-        self.fh.write(header.tostring().encode("ascii"))
+        self.fh.write(header_bytes(header))
 
     def primary(self, cards) -> None:
         """Write a data-less primary HDU with the given cards."""
@@ -433,22 +475,11 @@ class FitsAssembler:
 
     def _write_array(self, chunk, dtype: np.dtype) -> int:
         """Write one chunk in its stored representation, converting a few MB at a time."""
-        chunk = np.asarray(chunk)
-        flat = chunk.reshape(-1)  # a view when contiguous (the usual case), else one copy
-        piece = max(1, _CHUNK_BYTES // dtype.itemsize)
-        _, stored_dtype, bzero = _STORAGE[dtype]
-        if bzero is None and dtype.itemsize > 1 and flat.dtype == dtype:
-            # Plain types: byte-swap into one reused buffer (no allocation per piece).
-            buffer = np.empty(min(piece, flat.size), stored_dtype)
-            for lo in range(0, flat.size, piece):
-                part = buffer[:min(piece, flat.size - lo)]
-                np.copyto(part, flat[lo:lo + part.size])
-                self.fh.write(part.view(np.uint8))
-            return flat.size * dtype.itemsize
-        for lo in range(0, flat.size, piece):
-            stored = _to_storage(flat[lo:lo + piece], dtype)
-            self.fh.write(np.ascontiguousarray(stored).view(np.uint8))
-        return flat.size * dtype.itemsize
+        nbytes = 0
+        for piece in stored_pieces(chunk, dtype):
+            self.fh.write(piece)
+            nbytes += piece.size
+        return nbytes
 
     def bytes_table(self, extname: str, column: str, payload: bytes) -> None:
         """Write a one-row binary table holding ``payload`` in a single ``{n}B`` column.
@@ -567,27 +598,59 @@ def _table_column(dtype: np.dtype):
     return code, count, shape, 0, stored
 
 
-@contextmanager
-def atomic_path(path, overwrite: bool = True):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+def temp_beside(path) -> Path:
+    """A new, empty temporary file in ``path``'s folder (made if needed), named after it.
 
-    The temporary file is removed if the block raises, so no half-written product is left.
+    Products are written under this name and renamed over ``path`` only when complete. The file
+    gets the usual permissions of a new file (``mkstemp`` makes it 0600).
     """
     path = Path(path)
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path}: exists and overwrite is False")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; products get the usual permissions
+    os.chmod(tmp, 0o666 & ~umask)
+    return Path(tmp)
+
+
+def replace_file(tmp, path) -> None:
+    """Rename the finished file ``tmp`` over ``path`` atomically (:func:`os.replace`).
+
+    A plain rename on purpose: over an existing product, ext4 writes the new file back inside
+    the call (its ``auto_da_alloc`` guard for programs that never fsync), ~0.1-0.3 s per 500 MB.
+    That is the price of a crash of the machine leaving the old product or the new one, never an
+    empty file under the product's name; an exchange of the two names would skip it and lose
+    that guarantee.
+    """
+    os.replace(tmp, path)
+
+
+def remove_quietly(path) -> None:
+    """Unlink ``path`` if it still exists."""
     try:
-        yield Path(tmp)
-        os.replace(tmp, path)
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+@contextmanager
+def atomic_path(path, overwrite: bool = True):
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    The temporary file is removed if the block raises, so no half-written product is left. It
+    exists (empty) when the block starts: open it with ``r+b``, not ``wb``. Truncating a file on
+    ext4 (as ``wb`` does, even an empty one) makes its close start writing back everything
+    written since (the ``auto_da_alloc`` heuristic for rewrite-in-place): about 0.2 s per 500 MB,
+    spent inside the pipeline rather than by the kernel's flusher later.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path}: exists and overwrite is False")
+    tmp = temp_beside(path)
+    try:
+        yield tmp
+        replace_file(tmp, path)
     except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+        remove_quietly(tmp)
         raise

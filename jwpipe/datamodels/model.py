@@ -305,11 +305,19 @@ class DataModel:
 
     # -- writing -------------------------------------------------------------------------------
     def save(self, path, overwrite: bool = True) -> Path:
-        """Write the model as a JWST FITS product (atomically: temp file, then rename)."""
+        """Write the model as a JWST FITS product (atomically: temp file, then rename).
+
+        A model whose arrays were staged in their product file as they were produced
+        (:mod:`jwpipe.datamodels.staging`) is finished in place when saved to that product's
+        path; otherwise, and if anything changed the staged layout, it is written in full.
+        """
         path = Path(path)
         self.meta.filename = path.name
-        with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-            self._write(fh)
+        staged = self.__dict__.get("_staged")
+        if staged is not None and staged.commit(self, path, overwrite=overwrite):
+            return path
+        with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "r+b") as fh:
+            self._write(FitsAssembler(fh))
         return path
 
     def _header_cards(self, hdu: str) -> list[fits.Card]:
@@ -336,8 +344,15 @@ class DataModel:
                 cards.append(card)
         return cards
 
-    def _write(self, fh) -> None:
-        out = FitsAssembler(fh)
+    def _image_cards(self, name: str) -> list[fits.Card]:
+        """The non-structural header cards of array ``name``'s image extension."""
+        cards = [fits.Card("EXTNAME", type(self).arrays[name].extname, "extension name")]
+        if name == "data":
+            cards += self._header_cards("SCI")
+        return cards
+
+    def _write(self, out: FitsAssembler) -> None:
+        """Write every HDU, in file order, through ``out``."""
         out.primary(self._header_cards("PRIMARY"))
         tree_arrays = {}
         for name, spec in type(self).arrays.items():
@@ -346,10 +361,7 @@ class DataModel:
                 value = self._default_array(name)  # products always carry DQ/ERR
             if value is None:
                 continue
-            cards = [fits.Card("EXTNAME", spec.extname, "extension name")]
-            if name == "data":
-                cards += self._header_cards("SCI")
-            out.image(value, spec.dtype, cards)
+            out.image(value, spec.dtype, self._image_cards(name))
             tree_arrays[name] = _fits_array_ref(spec.extname, spec.dtype, value.shape)
         for name, extname in type(self).tables.items():
             value = self._tables.get(name)

@@ -2,7 +2,10 @@
 
 A ``_rateints`` product of 10,000 integrations of a 256x2048 subarray holds 10 GB of arrays; it
 is filled one block of integrations at a time and written in chunks, so backing it with a
-temporary memory-mapped file keeps the process's own memory flat.
+temporary memory-mapped file keeps the process's own memory flat. (A product that will be saved
+is instead staged in its own file, :mod:`jwpipe.datamodels.staging`, which writes each byte
+once; spilling serves the arrays that are not, or not yet, a product file: the ``_ramp`` of a
+dark, the ``_fitopt`` arrays, a ``_rateints`` kept in memory.)
 
 Memory-mapped pages a process has touched count in its resident set until they are unmapped, so
 filling or reading a spilled array would still grow the peak memory with NINTS. The stage-1

@@ -3,7 +3,10 @@
 The fitting itself is :mod:`jwpipe.ramp_fitting` (compiled OLS with optimal weighting). This
 module wraps it for the stage-1 stream: :meth:`RampFitStep.start` returns a fitter that takes
 blocks of integrations as they leave the last ramp step and writes per-integration results into
-the (possibly disk-backed) ``rateints`` arrays, so memory stays flat in NINTS. With ``save_opt``
+the ``rateints`` arrays, so memory stays flat in NINTS. When the caller names the ``_rateints``
+file to be written, those arrays are staged in it (:mod:`jwpipe.datamodels.staging`): each block
+goes straight to its place in the product. Otherwise they are (possibly disk-backed) arrays,
+copied into a product file only if one is saved. With ``save_opt``
 the fitter also builds the per-segment ``_fitopt`` product (``RampFitOutputModel``; arrays
 described in :class:`jwpipe.ramp_fitting.OptionalResults`), also block by block and disk-backed.
 
@@ -22,7 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..datamodels import CubeModel, ImageModel, RampFitOutputModel, RampModel
-from ..datamodels.spill import allocate, store_rows
+from ..datamodels.spill import allocate, release_pages, store_rows
+from ..datamodels.staging import StagedProduct
 from ..errors import ConfigError
 from ..logs import get_logger
 from ..ramp_fitting import (
@@ -38,6 +42,10 @@ log = get_logger("step")
 __all__ = ["RampFitStep", "RampFitter"]
 
 _RESULT_FIELDS = ("slope", "err", "dq", "var_poisson", "var_rnoise")
+#: The CubeModel arrays holding each of _RESULT_FIELDS (its leading arrays, in order).
+_CUBE_ARRAYS = ("data", "err", "dq", "var_poisson", "var_rnoise")
+#: Bytes of DQ read back at once when pixel DQ that appeared late is added to earlier blocks.
+_FIX_BYTES = 32 * 2**20
 
 
 @dataclass
@@ -77,6 +85,10 @@ class RampFitter:
     threads : int
     spill_dir : path, optional
         Where large result arrays spill to disk.
+    rateints_path : path, optional
+        The ``_rateints`` file that will be saved: its arrays are staged there and each block is
+        written to its final place (see :meth:`finish`). The staged file is removed unless the
+        ``_rateints`` model is saved to this path; :meth:`discard` removes it at once.
 
     Attributes
     ----------
@@ -87,7 +99,7 @@ class RampFitter:
     """
 
     def __init__(self, product: RampModel, gain, readnoise, params: RampFitParams, threads: int,
-                 spill_dir=None):
+                 spill_dir=None, rateints_path=None):
         exposure = product.meta.exposure
         self.product = product
         self.params = params
@@ -99,9 +111,16 @@ class RampFitter:
         self.frame_time = exposure.frame_time
         self.nframes = exposure.nframes or 1
         self.spill_dir = spill_dir
+        self.rateints_path = rateints_path
+        self.staged: StagedProduct | None = None
         self.ints = None
         self._block_out = None
         self.pixeldq = None
+        # Pixel DQ is ORed into each block's DQ as it is stored. Steps may still add pixel flags
+        # in later blocks (jump, persistence...): _dq_late keeps (stop, pixels, bits) so that
+        # integrations before ``stop`` get them at the end, as if ORed once after the last block.
+        self._dq_stored = None
+        self._dq_late: list[tuple[int, np.ndarray, np.ndarray]] = []
         self.fitopt: RampFitOutputModel | None = None
 
     def _group_range(self, block: RampBlock) -> tuple[int, int]:
@@ -135,23 +154,78 @@ class RampFitter:
                 drop_frames1=self.product.meta.exposure.drop_frames1 or 0,
                 spill_dir=self.spill_dir, power_snr=self.params.power_snr)
             if nints > 1:
-                self.ints = IntegrationResults(*(
-                    allocate((nints, ny, nx), dtype, spill_dir=self.spill_dir)
-                    for dtype in (np.float32, np.float32, np.uint32, np.float32, np.float32)))
-        if block.int_start == 0 and block.int_stop == block.nints:
+                self.ints = self._integration_arrays((nints, ny, nx))
+        whole = block.int_start == 0 and block.int_stop == block.nints
+        if whole and self.staged is None:
             # The whole exposure in one block: no running sums (five float64 images) are
             # needed, and one integration needs no _rateints arrays either.
             self.acc.fit_exposure(block.data, block.groupdq, block.zeroframe, out=self.ints,
                                   integrations=self.ints is not None)
+            if self.ints is not None:
+                np.bitwise_or(self.ints.dq, self.pixeldq, out=self.ints.dq)
+                self._note_pixeldq(0)
+            return
+        # The kernel writes into one block-sized buffer, reused (its pages stay mapped), and
+        # each block is then stored into the exposure arrays (staged in the product file, or
+        # possibly disk-backed).
+        if self._block_out is None or self._block_out.slope.shape[0] != nb:
+            self._block_out = IntegrationResults.empty(nb, (ny, nx))
+        out = self._block_out
+        if whole:
+            self.acc.fit_exposure(block.data, block.groupdq, block.zeroframe, out=out)
         else:
-            # The kernel writes into one block-sized buffer, reused (its pages stay mapped), and
-            # each block is then stored into the (possibly disk-backed) exposure arrays.
-            if self._block_out is None or self._block_out.slope.shape[0] != nb:
-                self._block_out = IntegrationResults.empty(nb, (ny, nx))
-            out = self._block_out
             self.acc.add_block(block.data, block.groupdq, block.zeroframe, out=out)
-            for name in _RESULT_FIELDS:
-                store_rows(getattr(self.ints, name), block.int_start, getattr(out, name))
+        np.bitwise_or(out.dq, self.pixeldq, out=out.dq)
+        self._note_pixeldq(block.int_start)
+        for name in _RESULT_FIELDS:
+            store_rows(getattr(self.ints, name), block.int_start, getattr(out, name))
+
+    def _integration_arrays(self, shape) -> IntegrationResults:
+        """Where the _rateints results go: staged in the product file if one was named."""
+        if self.rateints_path is None:
+            return IntegrationResults(*(
+                allocate(shape, dtype, spill_dir=self.spill_dir)
+                for dtype in (np.float32, np.float32, np.uint32, np.float32, np.float32)))
+        # Header room is sized from the metadata as it is now (see staging.SPARE_PRIMARY).
+        layout = CubeModel()
+        _product_meta(self.product, layout, "CubeModel")
+        self.staged = StagedProduct(layout, self.rateints_path, dict.fromkeys(_CUBE_ARRAYS, shape))
+        return IntegrationResults(*(self.staged.arrays[name] for name in _CUBE_ARRAYS))
+
+    def _note_pixeldq(self, start: int) -> None:
+        """Record pixel DQ bits that are new since the blocks before ``start`` were stored."""
+        if self._dq_stored is None:
+            self._dq_stored = self.pixeldq.copy()
+            return
+        late = self.pixeldq & ~self._dq_stored
+        if late.any():
+            pixels = np.flatnonzero(late)
+            self._dq_late.append((start, pixels, late.reshape(-1)[pixels]))
+        self._dq_stored |= late
+
+    def _add_late_pixeldq(self) -> None:
+        """OR pixel DQ that appeared after a block was stored into that block's DQ."""
+        self._note_pixeldq(self.ints.dq.shape[0])
+        late, self._dq_late = self._dq_late, []
+        if not late:
+            return
+        dq = self.ints.dq
+        rows = max(1, _FIX_BYTES // max(1, int(np.prod(dq.shape[1:])) * dq.dtype.itemsize))
+        for lo in range(0, max(stop for stop, _, _ in late), rows):
+            hi = min(dq.shape[0], lo + rows)
+            chunk = np.array(dq[lo:hi])
+            flat = chunk.reshape(hi - lo, -1)
+            for stop, pixels, bits in late:
+                if stop > lo:
+                    flat[:min(hi, stop) - lo, pixels] |= bits
+            store_rows(dq, lo, chunk)
+            if isinstance(dq, np.ndarray):
+                release_pages(dq[lo:hi])  # a spilled array: drop the pages just read
+
+    def discard(self) -> None:
+        """Remove the staged ``_rateints`` file, unless saved (after an error, or when done)."""
+        if self.staged is not None:
+            self.staged.discard()
 
     def finish(self) -> tuple[ImageModel, CubeModel]:
         if self.acc is None:
@@ -167,12 +241,14 @@ class RampFitter:
         if self.ints is None:  # one integration: no _rateints product
             rate.meta.cal_step.ramp_fit = "COMPLETE"
             return rate, None
+        self._add_late_pixeldq()
         ints = CubeModel()
         _product_meta(self.product, ints, "CubeModel")
-        ints.data, ints.err = self.ints.slope, self.ints.err
-        np.bitwise_or(self.ints.dq, self.pixeldq, out=self.ints.dq)
-        ints.dq = self.ints.dq
-        ints.var_poisson, ints.var_rnoise = self.ints.var_poisson, self.ints.var_rnoise
+        if self.staged is not None:
+            self.staged.attach(ints)  # saving ints to rateints_path finishes the file in place
+        else:
+            for name, field in zip(_CUBE_ARRAYS, _RESULT_FIELDS, strict=True):
+                setattr(ints, name, getattr(self.ints, field))
         if self.product.has("int_times"):
             ints.int_times = self.product.int_times
         for model in (rate, ints):
@@ -209,8 +285,10 @@ class RampFitStep(Step):
     model_class = RampModel
     suffix = "rate"
 
-    def start(self, product: RampModel, refs: dict[str, str], spill_dir=None) -> RampFitter:
-        """A fitter for the stage-1 stream (references read and cut once)."""
+    def start(self, product: RampModel, refs: dict[str, str], spill_dir=None,
+              rateints_path=None) -> RampFitter:
+        """A fitter for the stage-1 stream (references read and cut once); ``rateints_path``
+        as in :class:`RampFitter`."""
         if self.params.algorithm.upper() not in ("OLS", "OLS_C"):
             raise ConfigError(f"ramp_fit: algorithm {self.params.algorithm!r} is not available "
                               "(jwpipe implements OLS_C)")
@@ -227,7 +305,7 @@ class RampFitStep(Step):
             if reftype == "gain" and ref.meta.exposure.gain_factor:
                 product.meta.exposure.gain_factor = ref.meta.exposure.gain_factor
         return RampFitter(product, arrays["gain"], arrays["readnoise"], self.params, self.threads,
-                          spill_dir)
+                          spill_dir, rateints_path)
 
     def open_input(self, init):
         model = super().open_input(init)
