@@ -493,7 +493,7 @@ def _stream_ramp_chain(pipeline, init, staged: list):
         path = rate.save(output_name(source, "rate", out_dir))
         log.info("wrote %s", path)
         if rateints is not None and nints > 1:
-            path = rateints.save(output_name(source, "rateints", out_dir))
+            path = rateints.save(rateints_path)  # where it was staged
             log.info("wrote %s", path)
         if fitopt is not None:
             path = fitopt.save(output_name(source, "fitopt", out_dir))
