@@ -29,7 +29,8 @@ import jwpipe
 from jwpipe import dq
 
 __all__ = ["build_cache", "run_stage1", "Products", "robust_sigma", "z_statistics",
-           "cosmic_ray_detection", "spurious_jumps", "saturation_timing", "grow", "first_flagged",
+           "cosmic_ray_detection", "step_test_limits", "spurious_jumps", "saturation_timing",
+           "grow", "first_flagged",
            "describe", "once", "load_truth", "science_scene", "miri_exposure", "miri_simulated",
            "MIRI_SHAPE",
            "SIGNAL_BANDS", "UNUSABLE"]
@@ -252,6 +253,21 @@ def cosmic_ray_detection(truth, groupdq, pixeldq,
     (:func:`_sigma_diff`); a hit with no usable difference (group 0 of a RAPID ramp, saturated or
     DO_NOT_USE groups) cannot be detected and is left out.
     """
+    hits = _single_hits(truth, groupdq, pixeldq)
+    use, significance, flagged = hits["use"], hits["significance"], hits["flagged"]
+    out = {"n_hits": int(use.sum()), "bands": {}}
+    for lo, hi in bands:
+        m = use & (significance >= lo) & (significance < hi)
+        n = int(m.sum())
+        out["bands"][(lo, hi)] = {"n": n, "flagged": int(flagged[m].sum()),
+                                  "fraction": float(flagged[m].mean()) if n else float("nan")}
+    return out
+
+
+def _single_hits(truth, groupdq, pixeldq) -> dict:
+    """The hits :func:`cosmic_ray_detection` counts (``use``), with their significance, whether
+    they were flagged and where they are (``int``, ``group``, ``y``, ``x``, ``amp``: arrays over
+    the rows of ``truth["crs"]``)."""
     crs = truth["crs"]
     nints, ngroups, ny, nx = groupdq.shape
     nframes, gap = int(truth["nframes"]), int(truth["groupgap"])
@@ -277,13 +293,65 @@ def cosmic_ray_detection(truth, groupdq, pixeldq,
     jump = (groupdq & dq.JUMP_DET) != 0
     flagged = (ok1 & jump[i, g, y, x]) | (ok2 & jump[i, g2, y, x])
     use = single & ~bad_pixel & (ok1 | ok2) & (crowd[i, g, y, x] == 1)
-    out = {"n_hits": int(use.sum()), "bands": {}}
-    for lo, hi in bands:
-        m = use & (significance >= lo) & (significance < hi)
-        n = int(m.sum())
-        out["bands"][(lo, hi)] = {"n": n, "flagged": int(flagged[m].sum()),
-                                  "fraction": float(flagged[m].mean()) if n else float("nan")}
-    return out
+    return {"use": use, "significance": significance, "flagged": flagged, "int": i,
+            "group": g, "y": y, "x": x, "amp": amp}
+
+
+def step_test_limits(truth, groupdq, pixeldq, *, threshold: float,
+                     read_variance_scale: float = 1.0, band=(4.0, 6.0)) -> dict:
+    """What a per-pixel step test can find of the hits of one significance band.
+
+    For each hit :func:`cosmic_ray_detection` counts in ``band`` (exposures without frame
+    averaging only), the jump step's model of its pixel-integration with the *true* noise: the
+    usable first differences, read variance ``s`` per group (``rn_cds**2 / 2`` times
+    ``read_variance_scale``, what the IPC deconvolution makes of it) and Poisson variance of the
+    true rate, so covariance ``S`` with ``lam + 2s`` on the diagonal and ``-s`` between adjacent
+    usable differences. A step of amplitude ``a`` in difference ``k`` has generalised-least-
+    squares significance ``a sqrt(Q_kk)``: ``Q = S^-1`` with the rate known exactly, ``Q = P``
+    (``S^-1`` less its projection on the rate, the jump step's statistic) with the rate fitted
+    from the integration's other differences. With Gaussian noise a one-sided test at
+    ``threshold`` finds a hit with probability ``Phi(a sqrt(Q_kk) - threshold)``.
+
+    Returns
+    -------
+    dict
+        ``n`` hits, ``flagged`` (the fraction the pipeline flagged), ``own_rate`` and
+        ``known_rate`` (the mean detection probabilities above) and ``own_rate_sd``,
+        ``known_rate_sd``: the standard deviation of the flagged fraction each predicts
+        (``sqrt(sum p (1 - p)) / n``; the hits are independent trials).
+    """
+    from scipy.stats import norm
+
+    if int(truth["nframes"]) != 1:
+        raise ValueError("step_test_limits models groups of one frame only")
+    hits = _single_hits(truth, groupdq, pixeldq)
+    sig = hits["significance"]
+    sel = np.nonzero(hits["use"] & (sig >= band[0]) & (sig < band[1]))[0]
+    unusable = (groupdq & UNUSABLE) != 0
+    s_read = np.asarray(truth["rn_cds"], np.float64) ** 2 / 2.0 * read_variance_scale
+    lam = (np.maximum(truth["rate"] + truth["dark_rate"], 0.0) * float(truth["tgroup"])
+           / np.asarray(truth["gain"], np.float64))
+    own, known = [], []
+    for h in sel:
+        i, g, y, x = (int(hits[k][h]) for k in ("int", "group", "y", "x"))
+        usable_group = ~unusable[i, :, y, x]
+        diffs = np.nonzero(usable_group[1:] & usable_group[:-1])[0]
+        s = s_read[y, x]
+        cov = np.diag(np.full(diffs.size, lam[y, x] + 2.0 * s))
+        adjacent = np.nonzero(np.diff(diffs) == 1)[0]
+        cov[adjacent, adjacent + 1] = cov[adjacent + 1, adjacent] = -s
+        inv = np.linalg.inv(cov)
+        j = int(np.nonzero(diffs == g - 1)[0][0])
+        v = inv.sum(axis=1)
+        p_jj = inv[j, j] - v[j] ** 2 / v.sum()
+        amp = float(hits["amp"][h])
+        known.append(norm.cdf(amp * np.sqrt(inv[j, j]) - threshold))
+        own.append(norm.cdf(amp * np.sqrt(p_jj) - threshold))
+    own, known = np.array(own), np.array(known)
+    return {"n": int(sel.size), "flagged": float(hits["flagged"][sel].mean()),
+            "own_rate": float(own.mean()), "known_rate": float(known.mean()),
+            "own_rate_sd": float(np.sqrt(np.sum(own * (1 - own))) / own.size),
+            "known_rate_sd": float(np.sqrt(np.sum(known * (1 - known))) / known.size)}
 
 
 def spurious_jumps(truth, groupdq, pixeldq, *, sat_radius: int = 5) -> dict:

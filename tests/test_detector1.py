@@ -101,9 +101,9 @@ def test_truth_recovery_matches_or_beats_the_reference(nircam_oracle, nircam_def
     median sits ~-2.7e-4 below the mean (measured on ideal ramps with the same rates, gain and
     read noise); hence the 1e-3 bound. Measured -8.6e-4 (z spread 1.044); the reference -2.9e-4
     on the same pixels (jwpipe with the reference's power choice: -2.3e-4, spread 1.052). The
-    difference is the reference's own high bias: the background pixels sit at S/N 18.5-19.5 per ramp, just
-    below its S/N=20 weighting threshold, where picking the power from the ramp's end points
-    biases the slope by +5.8e-4 (23 sigma, ideal ramps; jwpipe's stepwise choice: -1.5e-5 +-
+    difference is the reference's own high bias: the background pixels sit at S/N 18.5-19.5 per
+    ramp, just below its S/N=20 weighting threshold, where picking the power from the ramp's end
+    points biases the slope by +5.8e-4 (23 sigma, ideal ramps; jwpipe's stepwise choice: -1.5e-5 +-
     2.5e-5), which here happens to offset a negative error of the data.
     """
     truth = np.load(nircam_oracle["truth"])

@@ -37,10 +37,12 @@ from _sim_fixtures import (
     saturation_timing,
     science_scene,
     spurious_jumps,
+    step_test_limits,
     z_statistics,
 )
 
 from jwpipe import dq
+from jwpipe.jump_detection import one_sided_threshold
 from jwpipe.simulate import simulate_exposure
 
 pytestmark = pytest.mark.filterwarnings("ignore::astropy.io.fits.verify.VerifyWarning")
@@ -204,23 +206,23 @@ def test_cosmic_rays_above_6_sigma_flagged(science):
 
 #: Why RAPID still misses the 4-6 sigma target (BRIGHT2 meets it); applied to that case only.
 RAPID_4_TO_6_XFAIL = (
-    "4-6 sigma recall of RAPID below 85%: measured 78.3% (4-5 sigma 67%, 5-6 sigma 90%; 802 "
-    "single-pixel hits), up from 74.9% with the symmetric test, spurious 7.5e-5 per clean "
-    "pixel-group. 74% of these hits are in Poisson-dominated pixels, where no per-pixel test "
-    "beats the two-point significance: even with the rate known exactly, a one-sided test at "
-    "the false-positive rate of the two-sided 4-sigma test (z > 3.833) finds on average "
-    "Phi(s - 3.833) = 83.9% of these hits; 85% needs z > 3.77 (a false-positive rate of "
-    "~8e-5 from white noise alone) and the rate known exactly (pool_integrations=True: 83%, "
-    "not the default, since it assumes the rate is the same in every integration). BRIGHT2 "
-    "reaches 86.7% because hits arriving between its two frames are tested with their own "
-    "template (split_hits).")
+    "4-6 sigma recall of RAPID below 85%: measured 77.9% (4-5 sigma 67%, 5-6 sigma 90%; 802 "
+    "single-pixel hits), spurious 7.0e-5 per clean pixel-group. That is what a per-pixel test "
+    "can do here: with the true noise the jump step's statistic finds 77.1% +- 1.4% of these "
+    "hits at its threshold, and even with the rate known exactly 84.4% "
+    "(test_4_to_6_sigma_recall_is_the_per_pixel_limit). 85% needs the rate of several "
+    "integrations (pool_integrations=True: 83%, not the default, since it assumes the rate is "
+    "the same in every integration) and a lower threshold, spending the whole 1e-4 spurious "
+    "budget on white noise (known-rate limit 86.6% at z > 3.719). BRIGHT2 reaches 86.6% "
+    "because hits arriving between its two frames are tested with their own template "
+    "(split_hits).")
 
 
 def test_cosmic_rays_4_to_6_sigma_flagged(science, request):
     """>= 85% of the single-pixel hits at 4-6 sigma are flagged (issue 4; the reference
     pipeline: 69-84%). With 500-2000 hits in the band the binomial error is 0.8-1.7%; the bound is
-    the issue's target. Measured (``method="gls_positive"``, the default): BRIGHT2 86.7%
-    (4-5 sigma 79%, 5-6 sigma 95%; 2052 hits; 70.8% with the symmetric test); RAPID 78.3%,
+    the issue's target. Measured (``method="gls_positive"``, the default): BRIGHT2 86.6%
+    (4-5 sigma 79%, 5-6 sigma 95%; 2052 hits; 70.8% with the symmetric test); RAPID 77.9%,
     strict xfail (see ``RAPID_4_TO_6_XFAIL``)."""
     if request.node.callspec.params["science"] == "RAPID":
         request.applymarker(pytest.mark.xfail(strict=True, reason=RAPID_4_TO_6_XFAIL))
@@ -240,10 +242,12 @@ def test_spurious_jumps_rare(science):
     ~3e6 clean pixel-groups, 1e-4 is ~300 flags: a Poisson error of 6%, so the bound is asserted
     as is. The rate per signal band is printed for the report.
 
-    Measured: RAPID 7.5e-5 (signal < 1e3 DN: 8.4e-5; > 2e4 DN: 6.4e-5), BRIGHT2 5.1e-5 (7.9e-5;
-    4.4e-5). The simulator's 1/f row noise, which the refpix step cannot remove on this
-    one-output subarray, is taken out for the test by the jump step's common-mode removal
-    (``common_mode``); without it: 1.5e-4 and 1.9e-4 (faint pixels 3.1e-4 and 4.8e-4)."""
+    Measured: RAPID 7.0e-5 (signal < 1e3 DN: 7.0e-5; > 2e4 DN: 6.4e-5), BRIGHT2 4.9e-5 (6.6e-5;
+    4.4e-5); 7.5e-5 and 5.1e-5 before the jump step's read noise included what the IPC
+    deconvolution adds to it (4% in variance). The simulator's 1/f row noise, which the refpix
+    step cannot remove on this one-output subarray, is taken out for the test by the jump
+    step's common-mode removal (``common_mode``); without it: 1.5e-4 and 1.9e-4 (faint pixels
+    3.1e-4 and 4.8e-4)."""
     truth, p = science
     sp = spurious_jumps(truth, p.ramp["GROUPDQ"], p.ramp["PIXELDQ"])
     print("spurious jumps:", describe(sp))
@@ -254,8 +258,9 @@ def test_spurious_jumps_rare(science):
 def test_symmetric_jump_test_keeps_the_previous_results(sim_cache, tmp_path_factory):
     """``method="gls", common_mode=False`` is the symmetric test the jump step used before the
     one-sided test and the common-mode removal (kept for comparisons): on the RAPID exposure it
-    gives the previous figures exactly (601 of 802 hits at 4-6 sigma, 491 spurious flags; see
-    RAPID_4_TO_6_XFAIL and test_spurious_jumps_rare for the default's)."""
+    finds 600 of 802 hits at 4-6 sigma with 448 spurious flags (see RAPID_4_TO_6_XFAIL and
+    test_spurious_jumps_rare for the default's). Exact counts, to catch any unintended change
+    of that test; 601 and 491 before its read noise included the IPC deconvolution's share."""
     truth, p = _exposure(sim_cache, tmp_path_factory, "RAPID", "all")
     uncal = next((p.folder.parent / "raw").glob("*_uncal.fits"))
     old = run_stage1("detector1", uncal, sim_cache, p.folder.parent / "products_gls",
@@ -263,8 +268,46 @@ def test_symmetric_jump_test_keeps_the_previous_results(sim_cache, tmp_path_fact
     det = cosmic_ray_detection(truth, old.ramp["GROUPDQ"], old.ramp["PIXELDQ"])
     sp = spurious_jumps(truth, old.ramp["GROUPDQ"], old.ramp["PIXELDQ"])
     print("symmetric test:", describe(det), describe(sp))
-    assert (det["bands"][(4, 6)]["n"], det["bands"][(4, 6)]["flagged"]) == (802, 601)
-    assert sp["n_spurious"] == 491
+    assert (det["bands"][(4, 6)]["n"], det["bands"][(4, 6)]["flagged"]) == (802, 600)
+    assert sp["n_spurious"] == 448
+
+
+#: sum(K**2) of the simulated NIRCam IPC deconvolution kernel (centre 1.02, four -0.005).
+NIRCAM_READ_VARIANCE_SCALE = 1.02 ** 2 + 4 * 0.005 ** 2
+
+
+def test_4_to_6_sigma_recall_is_the_per_pixel_limit(sim_cache, tmp_path_factory):
+    """The RAPID 4-6 sigma recall is what a per-pixel step test can reach (issue 4 asks 85%).
+
+    ``step_test_limits`` gives, from the truth, each hit's chance of being found by the jump
+    step's statistic with the true noise (rate fitted from the hit's own integration), and with
+    the rate known exactly. Measured: flagged 77.9%, predicted 77.1% +- 1.4% (one standard
+    deviation of the flagged fraction over 802 independent hits): asserted within 3 of them.
+    With the rate known exactly the limit is 84.4% at the default threshold: asserted below
+    85%, the fact behind RAPID_4_TO_6_XFAIL (if the simulator changes so that it is not, that
+    xfail must be revisited).
+
+    ``pool_integrations=True`` fits one rate to the 4 integrations: then the test comes close
+    to the known-rate limit (measured 83.2%, asserted within 3 standard deviations of 84.4%)
+    at the same spurious-flag rate (asserted <= 1e-4)."""
+    truth, p = _exposure(sim_cache, tmp_path_factory, "RAPID", "all")
+    threshold = one_sided_threshold(4.0)
+    lim = step_test_limits(truth, p.ramp["GROUPDQ"], p.ramp["PIXELDQ"], threshold=threshold,
+                           read_variance_scale=NIRCAM_READ_VARIANCE_SCALE)
+    print("RAPID 4-6 sigma, per-pixel limits:", describe(lim))
+    assert lim["n"] >= 500, describe(lim)
+    assert abs(lim["flagged"] - lim["own_rate"]) <= 3 * lim["own_rate_sd"], describe(lim)
+    assert lim["known_rate"] < 0.85, describe(lim)
+
+    uncal = next((p.folder.parent / "raw").glob("*_uncal.fits"))
+    pooled = run_stage1("detector1", uncal, sim_cache, p.folder.parent / "products_pooled",
+                        steps={"jump": {"pool_integrations": True}})
+    det = cosmic_ray_detection(truth, pooled.ramp["GROUPDQ"], pooled.ramp["PIXELDQ"])
+    sp = spurious_jumps(truth, pooled.ramp["GROUPDQ"], pooled.ramp["PIXELDQ"])
+    print("pooled:", describe(det), describe(sp))
+    recall = det["bands"][(4, 6)]["fraction"]
+    assert abs(recall - lim["known_rate"]) <= 3 * lim["known_rate_sd"], describe(det)
+    assert sp["rate"] <= 1e-4, describe(sp)
 
 
 def test_saturation_flagged_from_the_right_group(science):

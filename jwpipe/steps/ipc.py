@@ -27,8 +27,8 @@ from ..errors import ReferenceFileError, StepNotImplementedError
 from ..logs import get_logger
 from .base import RampBlock, RampStep, StepParams, exposure_shape
 
-__all__ = ["ReferenceBorder", "reference_border", "prepare_kernel", "ipc_convolve", "IPCParams",
-           "IPCStep"]
+__all__ = ["ReferenceBorder", "reference_border", "prepare_kernel", "ipc_convolve",
+           "read_variance_scale", "IPCParams", "IPCStep"]
 
 log = get_logger("ipc")
 
@@ -147,6 +147,31 @@ def ipc_convolve(images: np.ndarray, kernel4: np.ndarray, per_pixel: bool,
     _ipc.ipc_convolve(images, y0, y1, x0, x1, kernel4, per_pixel, nthreads)
 
 
+def read_variance_scale(kernel4: np.ndarray, per_pixel: bool) -> float | np.ndarray:
+    """How much the deconvolution raises the variance of read noise: ``sum(K**2)``.
+
+    Read noise is added by the readout electronics, after the capacitive coupling, so it is white
+    in the raw data (the READNOISE reference is measured there); convolving with the
+    deconvolution kernel ``K`` (centre ~1.02 for NIRCam, ~1.04 for MIRI) multiplies its variance
+    by the sum of the squared kernel elements (1.04 and 1.08). Poisson noise went through the
+    coupling and comes back to what it was, so only the read noise changes. Neighbours that are
+    reference pixels count as 0 in the convolution; the scale ignores that (edge pixels only).
+
+    Parameters
+    ----------
+    kernel4 : ndarray of shape (ky, kx, 1, 1) or (ky, kx, ny, nx), float32
+        From :func:`prepare_kernel`.
+    per_pixel : bool
+
+    Returns
+    -------
+    float, or ndarray of shape (ny, nx), float32, for a kernel per pixel
+    """
+    k = np.asarray(kernel4, np.float64)
+    squares = np.sum(k * k, axis=(0, 1))
+    return squares.astype(np.float32) if per_pixel else float(squares[0, 0])
+
+
 @dataclass
 class IPCParams(StepParams):
     pass
@@ -157,10 +182,16 @@ class IPCPlan:
     kernel: np.ndarray
     per_pixel: bool
     border: ReferenceBorder
+    read_variance_scale: float | np.ndarray = 1.0
 
 
 class IPCStep(RampStep):
-    """Deconvolve inter-pixel capacitance with the IPC reference kernel."""
+    """Deconvolve inter-pixel capacitance with the IPC reference kernel.
+
+    Each block it corrects carries ``extras["read_variance_scale"]`` (:func:`read_variance_scale`)
+    for the noise model of the jump step; a per-pixel scale covers the science region only and
+    is padded with 1 over the reference pixels.
+    """
 
     name = "ipc"
     class_name = "IPCStep"
@@ -201,8 +232,15 @@ class IPCStep(RampStep):
                          nx - border.left_columns - border.right_columns), str(path))
         finally:
             ref.close()
-        return IPCPlan(kernel4, per_pixel, border)
+        scale = read_variance_scale(kernel4, per_pixel)
+        if per_pixel:  # science region -> whole array, 1 on the reference pixels
+            full = np.ones((ny, nx), np.float32)
+            full[border.bottom_rows:ny - border.top_rows,
+                 border.left_columns:nx - border.right_columns] = scale
+            scale = full
+        return IPCPlan(kernel4, per_pixel, border, scale)
 
     def process_block(self, block: RampBlock, plan: IPCPlan) -> None:
         images = np.reshape(block.data, (-1,) + block.data.shape[-2:], copy=False)
         ipc_convolve(images, plan.kernel, plan.per_pixel, plan.border, self.threads)
+        block.extras["read_variance_scale"] = plan.read_variance_scale

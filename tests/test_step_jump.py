@@ -1,0 +1,62 @@
+"""jump step (the array-level test is in test_jump_kernel.py): what the step adds around
+detect_jumps, the read noise after IPC deconvolution and pooled integrations."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import numpy as np
+
+from jwpipe.jump_detection import JumpState
+from jwpipe.steps.base import RampBlock
+from jwpipe.steps.jump import _NOT_PASSED, JumpStep, _JumpSetup
+
+
+def _setup(step, readnoise, gain=2.0, shape=(96, 96)):
+    options = {f.name: getattr(step.params, f.name) for f in fields(step.params)
+               if f.name not in _NOT_PASSED}
+    options.update(expand_large_events=False, find_showers=False, group_time=10.0,
+                   frame_time=10.0, nframes=1, fast_axis=1, noutputs=1)
+    return _JumpSetup(np.full(shape, gain, np.float32), np.full(shape, readnoise, np.float32),
+                      options, JumpState())
+
+
+def _ramps(nints=4, ngroups=10, shape=(96, 96), rn_dn=10.0, seed=1):
+    """Read-noise dominated ramps (DN): 5 DN per group, read noise rn_dn / sqrt(2) per read."""
+    rng = np.random.default_rng(seed)
+    signal = 5.0 * np.arange(ngroups, dtype=np.float32)[None, :, None, None]
+    noise = rng.normal(0.0, rn_dn / np.sqrt(2.0), (nints, ngroups) + shape)
+    return (signal + noise).astype(np.float32)
+
+
+def _run(step, setup, data, extras=None):
+    block = RampBlock(data.copy(), np.zeros(data.shape, np.uint8),
+                      np.zeros(data.shape[-2:], np.uint32), 0, data.shape[0], None)
+    block.extras.update(extras or {})
+    step.process_block(block, setup)
+    return block.groupdq
+
+
+def test_read_noise_scale_from_the_ipc_step_is_used():
+    """A block carrying ``read_variance_scale`` s is tested as with READNOISE * sqrt(s); without
+    it the reference's read noise is used (flags differ on the same data)."""
+    step = JumpStep()
+    data = _ramps()
+    scale = np.float32(1.0816)
+    with_scale = _run(step, _setup(step, 10.0), data, {"read_variance_scale": scale})
+    by_hand = _run(step, _setup(step, 10.0 * float(np.sqrt(scale))), data)
+    plain = _run(step, _setup(step, 10.0), data)
+    np.testing.assert_array_equal(with_scale, by_hand)
+    # ~3e5 read-noise dominated differences: the 4% larger noise removes some of the ~20
+    # false positives a one-sided 3.83-sigma test makes on them.
+    assert (plain != 0).sum() > (with_scale != 0).sum()
+    per_pixel = np.full(data.shape[-2:], scale, np.float32)
+    np.testing.assert_array_equal(
+        _run(step, _setup(step, 10.0), data, {"read_variance_scale": per_pixel}), with_scale)
+
+
+def test_pool_integrations_needs_the_whole_exposure():
+    """Pooling tests the integrations against one rate, so the driver must give the step the
+    exposure as one block; by default the step streams."""
+    assert not JumpStep().needs_all_integrations
+    assert JumpStep(pool_integrations=True).needs_all_integrations
