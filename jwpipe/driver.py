@@ -397,9 +397,12 @@ def _stream_ramp_chain(pipeline, init, staged: list):
     # A _rateints product to be saved is written in place as the blocks are fitted.
     rateints_path = output_name(source, "rateints", out_dir) if save and nints > 1 else None
 
-    whole = any(step.needs_all_integrations for step, _, _ in active)
+    whole = [step.name for step, _, _ in active if step.needs_all_integrations]
     per_block = nints if whole else (pipeline.params.integrations_per_block
                                      or block_size_for(raw.shape))
+    if whole and nints > 1:
+        log.info("%s needs every integration at once: one block of %d integrations (memory "
+                 "grows with NINTS)", ", ".join(whole), nints)
     pixeldq = np.zeros((ny, nx), np.uint32)
     buffers = _BlockBuffers()
     step_seconds = {step.name: 0.0 for step, _, _ in active}
