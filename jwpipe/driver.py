@@ -501,7 +501,6 @@ def _stream_ramp_chain(pipeline, init, staged: list):
         if fitopt is not None:
             path = fitopt.save(output_name(source, "fitopt", out_dir))
             log.info("wrote %s", path)
-    fitopt = None
     log.info("peak memory %.0f MiB", peak_rss_mb())
     return rate
 

@@ -17,8 +17,7 @@ Algorithm (compiled kernel ``jwpipe._ext._jump``; details in ``jwpipe/_ext/src/j
    the 1/f noise the reference-pixel correction cannot remove on one-output subarrays (no
    reference columns): the same for every pixel of a row in a group, invisible to a per-pixel
    noise model, and on the simulated NIRCam SUB320 exposures the cause of half the spurious
-   jumps. The data are not
-   changed; ``mean_diff`` is the mean of the corrected differences.
+   jumps. The data are not changed; ``mean_diff`` is the mean of the corrected differences.
 2. Each pixel-integration is tested on its own: for every usable difference ``k`` the
    generalised-least-squares estimate of a step in difference ``k`` (the ramp rate fitted from the
    other differences) divided by its standard error, ``z_k``. The noise model is the ramp's: read

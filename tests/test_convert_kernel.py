@@ -24,15 +24,6 @@ def test_be_u16_to_f32_matches_the_fits_convention(nthreads):
         _convert.be_u16_to_f32(readonly, out[:-1], nthreads)
 
 
-def test_be_f32_to_f32():
-    rng = np.random.default_rng(1)
-    values = rng.normal(0, 1e4, 300_000).astype(np.float32)
-    values[:3] = [np.nan, -np.inf, -0.0]
-    out = np.empty_like(values)
-    _convert.be_f32_to_f32(values.astype(">f4").view(np.uint32), out, 2)
-    np.testing.assert_array_equal(out.view(np.uint32), values.view(np.uint32))
-
-
 @pytest.mark.parametrize("nframes", [1, 2, 3, 4, 5, 8])
 @pytest.mark.parametrize("nthreads", [1, 2])
 def test_dark_subtract_matches_numpy_mean(nframes, nthreads):

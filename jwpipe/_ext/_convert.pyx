@@ -6,7 +6,6 @@ cdef extern from "convert.h" nogil:
     int JW_OK
     int JW_ERR_SHAPE
     int jw_be_u16_to_f32(const uint16_t *inp, float *out, long n, int nthreads)
-    int jw_be_f32_to_f32(const uint32_t *inp, float *out, long n, int nthreads)
     int jw_dark_subtract_be(float *data, long nplanes, long plane_stride, long npix,
                             const uint32_t *frames, long nframes, int nthreads)
 
@@ -28,19 +27,6 @@ def be_u16_to_f32(const uint16_t[::1] stored, float[::1] out, int nthreads=1):
     with nogil:
         status = jw_be_u16_to_f32(&stored[0], &out[0], n, nthreads)
     _check(status, "be_u16_to_f32")
-
-
-def be_f32_to_f32(const uint32_t[::1] stored, float[::1] out, int nthreads=1):
-    """Big-endian float32 (raw bytes viewed as uint32) to native float32."""
-    cdef long n = stored.shape[0]
-    cdef int status
-    if out.shape[0] != n:
-        raise ValueError("be_f32_to_f32: out must have the length of stored")
-    if n == 0:
-        return
-    with nogil:
-        status = jw_be_f32_to_f32(&stored[0], &out[0], n, nthreads)
-    _check(status, "be_f32_to_f32")
 
 
 def dark_subtract_be(float[:, :] data, const uint32_t[:, ::1] frames, int nthreads=1):

@@ -490,22 +490,7 @@ class FitsAssembler:
         about 0.12 s of every process that writes a product.
         """
         n = len(payload)
-        header = fits.Header()
-        header["XTENSION"] = ("BINTABLE", "binary table extension")
-        header["BITPIX"] = (8, "array data type")
-        header["NAXIS"] = (2, "number of array dimensions")
-        header["NAXIS1"] = (n, "length of dimension 1")
-        header["NAXIS2"] = (1, "length of dimension 2")
-        header["PCOUNT"] = (0, "number of group parameters")
-        header["GCOUNT"] = (1, "number of groups")
-        header["TFIELDS"] = (1, "number of table fields")
-        header["TTYPE1"] = column
-        header["TFORM1"] = f"{n}B"
-        header["EXTNAME"] = (extname, "extension name")
-        self._write_header(header)
-        self.fh.write(payload)
-        self.fh.write(b"\0" * _pad(n))
-        self.count += 1
+        self._table(extname, n, 1, [("TTYPE1", column), ("TFORM1", f"{n}B")], payload)
 
     def record_table(self, extname: str, records: np.ndarray) -> bool:
         """Write a structured array as a binary-table extension, as astropy would store it.
@@ -544,24 +529,30 @@ class FitsAssembler:
             elif values.dtype.kind == "b":
                 values = np.where(values, ord("T"), ord("F")).astype(np.uint8)
             data[name] = values
+        self._table(extname, layout.itemsize, records.shape[0], cards, data.tobytes(),
+                    tfields=len(names))
+        return True
+
+    def _table(self, extname: str, row_bytes: int, nrows: int, cards, payload: bytes,
+               tfields: int = 1) -> None:
+        """A binary-table HDU: header (column ``cards`` after the mandatory keywords, as astropy
+        orders them) and ``payload``, the rows as stored."""
         header = fits.Header()
         header["XTENSION"] = ("BINTABLE", "binary table extension")
         header["BITPIX"] = (8, "array data type")
         header["NAXIS"] = (2, "number of array dimensions")
-        header["NAXIS1"] = (layout.itemsize, "length of dimension 1")
-        header["NAXIS2"] = (records.shape[0], "length of dimension 2")
+        header["NAXIS1"] = (row_bytes, "length of dimension 1")
+        header["NAXIS2"] = (nrows, "length of dimension 2")
         header["PCOUNT"] = (0, "number of group parameters")
         header["GCOUNT"] = (1, "number of groups")
-        header["TFIELDS"] = (len(names), "number of table fields")
+        header["TFIELDS"] = (tfields, "number of table fields")
         for key, value in cards:
             header[key] = value
         header["EXTNAME"] = (extname, "extension name")
         self._write_header(header)
-        payload = data.tobytes()
         self.fh.write(payload)
         self.fh.write(b"\0" * _pad(len(payload)))
         self.count += 1
-        return True
 
     def hdu(self, hdu) -> None:
         """Write an astropy table (or other) extension HDU as astropy serialises it."""

@@ -24,7 +24,8 @@ import weakref
 
 import numpy as np
 
-__all__ = ["allocate", "SPILL_BYTES", "SpillArray", "release_pages", "store_rows"]
+__all__ = ["allocate", "SPILL_BYTES", "SpillArray", "release_pages", "store_rows",
+           "pwrite_all"]
 
 #: Arrays larger than this are backed by a temporary file (override: JWPIPE_SPILL_MB). A
 #: ``_rateints`` product has five such arrays: at most about 5 x 64 MB of them stay in memory.
@@ -141,14 +142,23 @@ def store_rows(array: np.ndarray, start: int, values: np.ndarray) -> None:
         row_bytes = array[0].nbytes if array.ndim > 1 else array.itemsize
         fd = os.open(array.filename, os.O_WRONLY)
         try:
-            view = memoryview(values).cast("B")
-            offset, done = array.offset + start * row_bytes, 0
-            while done < len(view):  # pwrite may write less than asked
-                done += os.pwrite(fd, view[done:], offset + done)
+            pwrite_all(fd, memoryview(values).cast("B"), array.offset + start * row_bytes)
         finally:
             os.close(fd)
         return
     array[start:start + n] = values
+
+
+def pwrite_all(fd: int, data, offset: int) -> None:
+    """Write all of ``data`` (bytes or a contiguous uint8 buffer) at ``offset`` of ``fd``."""
+    view = memoryview(data)
+    done = 0
+    while done < len(view):  # pwrite may write less than asked
+        if hasattr(os, "pwrite"):
+            done += os.pwrite(fd, view[done:], offset + done)
+        else:  # Windows: one writer per file here, so seek + write is safe
+            os.lseek(fd, offset + done, os.SEEK_SET)
+            done += os.write(fd, view[done:])
 
 
 def release_pages(array=None) -> None:

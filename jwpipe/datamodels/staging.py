@@ -41,6 +41,7 @@ from .fits_io import (
     stored_pieces,
     temp_beside,
 )
+from .spill import pwrite_all
 
 __all__ = ["SPARE_EXTENSION", "SPARE_PRIMARY", "StagedArray", "StagedProduct"]
 
@@ -142,20 +143,8 @@ class StagedArray(LazyArray):
             raise ValueError(f"{self.path}: the staged product was already saved or discarded")
         offset = self.offset + start * self._row_bytes
         for piece in stored_pieces(values, self.dtype):
-            _pwrite_all(self._file.fd, piece, offset)
+            pwrite_all(self._file.fd, piece, offset)
             offset += piece.size
-
-
-def _pwrite_all(fd: int, data, offset: int) -> None:
-    """Write all of ``data`` (bytes or a contiguous uint8 array) at ``offset`` of ``fd``."""
-    view = memoryview(data)
-    done = 0
-    while done < len(view):  # pwrite may write less than asked
-        if hasattr(os, "pwrite"):
-            done += os.pwrite(fd, view[done:], offset + done)
-        else:  # Windows: one writer per staged file, so seek + write is safe
-            os.lseek(fd, offset + done, os.SEEK_SET)
-            done += os.write(fd, view[done:])
 
 
 @dataclass
@@ -311,7 +300,7 @@ class _SlotWriter(FitsAssembler):
             data = header_bytes(header, slot.size)
         except ValueError:
             raise _Declined from None  # grown beyond its room
-        _pwrite_all(self.staged.file.fd, data, slot.offset)
+        pwrite_all(self.staged.file.fd, data, slot.offset)
         self.next += 1
         self.count += 1
 

@@ -131,12 +131,16 @@ class _DarkFrames:
             self.key[-2:], self.source.shape[-2:], strict=True)))
         return lead + (Ellipsis,) + tuple(self.key[-2:]), shape
 
+    def _frames_buffer(self, shape) -> np.ndarray:
+        """The float32 buffer the frames of one group are read into, reused between groups."""
+        if self._buffer is None or self._buffer.shape != shape:
+            self._buffer = np.empty(shape, np.float32)
+        return self._buffer
+
     def group(self, dark_int: int, g: int) -> np.ndarray:
         """Dark group ``g`` (of dark integration ``dark_int`` for 4-D darks), (ny, nx) float32."""
         full, shape = self._frames_key(dark_int, g)
-        if self._buffer is None or self._buffer.shape != shape:
-            self._buffer = np.empty(shape, np.float32)
-        frames = self.source.read(full, np.float32, out=self._buffer)
+        frames = self.source.read(full, np.float32, out=self._frames_buffer(shape))
         frames[np.isnan(frames)] = 0.0
         return frames[0] if shape[0] == 1 else frames.mean(axis=0)
 
@@ -149,9 +153,7 @@ class _DarkFrames:
         from .._ext import _convert
 
         full, shape = self._frames_key(dark_int, g)
-        if self._buffer is None or self._buffer.shape != shape:
-            self._buffer = np.empty(shape, np.float32)
-        stored = self.source.read_stored(full, out=self._buffer.view(">f4"))
+        stored = self.source.read_stored(full, out=self._frames_buffer(shape).view(">f4"))
         _convert.dark_subtract_be(planes.reshape(planes.shape[0], -1),
                                   stored.view(np.uint32).reshape(shape[0], -1), self.nthreads)
 

@@ -20,6 +20,7 @@ bit.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -259,9 +260,8 @@ class RampFitter:
         opt = self.acc.optional_results()
         model = RampFitOutputModel()
         _product_meta(self.product, model, "RampFitOutputModel")
-        for name in ("slope", "sigslope", "var_poisson", "var_rnoise", "yint", "sigyint",
-                     "pedestal", "weights", "crmag"):
-            setattr(model, name, getattr(opt, name))
+        for field in dataclasses.fields(opt):  # the model's arrays have the same names
+            setattr(model, field.name, getattr(opt, field.name))
         model.meta.cal_step.ramp_fit = "COMPLETE"
         return model
 

@@ -2,7 +2,6 @@
  * the first operation on them so raw values are touched once.
  *
  * jw_be_u16_to_f32     unsigned 16-bit raw ramps (stored int16 with BZERO = 32768) -> float32.
- * jw_be_f32_to_f32     big-endian float32 -> native float32.
  * jw_dark_subtract_be  data[p] -= the dark group made of `nframes` big-endian float32 frames:
  *                      NaN frames values count as 0; the group is frame 0 alone when nframes
  *                      is 1, else the frames' sum in float32 (in frame order) divided by
@@ -56,21 +55,6 @@ int jw_be_u16_to_f32(const uint16_t *in, float *out, long n, int nthreads)
 #endif
     for (i = 0; i < n; i++) {
         out[i] = (float)(uint16_t)(bswap16(in[i]) ^ 0x8000u);
-    }
-    return JW_OK;
-}
-
-int jw_be_f32_to_f32(const uint32_t *in, float *out, long n, int nthreads)
-{
-    long i;
-    if (n < 0) return JW_ERR_SHAPE;
-    (void)nthreads;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(nthreads > 0 ? nthreads : 1) schedule(static) \
-    if (n > 262144)
-#endif
-    for (i = 0; i < n; i++) {
-        out[i] = be_float(in[i]);
     }
     return JW_OK;
 }

@@ -8,8 +8,6 @@
 
 int jw_be_u16_to_f32(const uint16_t *in, float *out, long n, int nthreads);
 
-int jw_be_f32_to_f32(const uint32_t *in, float *out, long n, int nthreads);
-
 int jw_dark_subtract_be(float *data, long nplanes, long plane_stride, long npix,
                         const uint32_t *frames, long nframes, int nthreads);
 
