@@ -19,7 +19,9 @@
  * (jw_rf_accum), completed by jw_ramp_fit_finish once the exposure-wide median rate is known (or,
  * when a block is the whole exposure, kept in a row buffer and completed row by row).
  * Per-integration results use that integration's own median rate. Everything is double precision,
- * evaluated in the reference's order of operations; results are rounded to float32 on output.
+ * evaluated in the reference's order of operations (except that with the stepwise power choice
+ * the slope is the sum_k c_k y_k the choice computed, not the weighted sums' solution: the same
+ * number to rounding); results are rounded to float32 on output.
  *
  * Work is split by rows over OpenMP threads; a row is processed in chunks of CHUNK pixels. The
  * ramp layout (groups outermost, pixels fastest) lets the common case -- every group usable --
@@ -103,10 +105,10 @@ static void slope_coefficients(int len, int p, double *out)
     for (int k = 0; k < len; k++) out[k] /= norm;
 }
 
-/* The weight table (NPOWER blocks) followed by the slope-coefficient table (NPOWER - 1 blocks),
+/* The weight table (NPOWER blocks) followed by the slope-coefficient table (NPOWER blocks),
  * each block TABLE_STRIDE long, segment length len at offset len (len - 1) / 2. */
 #define COEFF_TABLE(table) ((table) + NPOWER * TABLE_STRIDE)
-#define TABLE_SIZE ((2 * NPOWER - 1) * TABLE_STRIDE)
+#define TABLE_SIZE (2 * NPOWER * TABLE_STRIDE)
 
 static void fill_weight_table(double *table, int nmax)
 {
@@ -114,7 +116,7 @@ static void fill_weight_table(double *table, int nmax)
         for (int len = 3; len <= nmax; len++)
             for (int k = 0; k < len; k++)
                 table[p * TABLE_STRIDE + len * (len - 1) / 2 + k] = (double)fixsen_weight(k, len, p);
-    for (int p = 0; p < NPOWER - 1; p++)
+    for (int p = 0; p < NPOWER; p++)
         for (int len = 3; len <= nmax; len++)
             slope_coefficients(len, p, COEFF_TABLE(table) + p * TABLE_STRIDE + len * (len - 1) / 2);
 }
@@ -282,6 +284,19 @@ static inline int snr_reaches(double delta, double rn, double gain, double t)
     return nan ? -1 : yes;
 }
 
+/* Slope (DN per group) of y[start, start + len) with power index p: sum_k c_k y_k (coeff: the
+ * COEFF_TABLE, or NULL to compute the coefficients into cbuf). */
+static double coeff_slope(const double *y, int start, int len, int p, const double *coeff,
+                          double *cbuf)
+{
+    const double *c = cbuf;
+    if (coeff != NULL) c = coeff + p * TABLE_STRIDE + len * (len - 1) / 2;
+    else slope_coefficients(len, p, cbuf);
+    double slope = 0.0;
+    for (int k = 0; k < len; k++) slope += c[k] * y[start + k];
+    return slope;
+}
+
 /* Weighting power index of y[start, start + len), len >= 3.
  *
  * endpoints (the reference): from the S/N of last - first group. That makes the fit a non-linear
@@ -294,9 +309,10 @@ static inline int snr_reaches(double delta, double rn, double gain, double t)
  * close to the best linear estimate, so it is nearly uncorrelated with how far the next power's
  * fit lies from it, and the choice adds no measurable bias (< 3e-4 on the same ramps). A NaN S/N
  * gives the top power either way (the reference's behaviour). coeff: the slope coefficients
- * (COEFF_TABLE) for len <= TABLE_NMAX, else NULL and cbuf (len values) is used. */
+ * (COEFF_TABLE) for len <= TABLE_NMAX, else NULL and cbuf (len values) is used. Stepwise, the
+ * slope (DN per group) with the chosen power goes to *slope_out. */
 static int choose_power(const double *y, int start, int len, double rn, double gain,
-                        int endpoints, const double *coeff, double *cbuf)
+                        int endpoints, const double *coeff, double *cbuf, double *slope_out)
 {
     if (endpoints) {
         const double snr = segment_snr(y[start + len - 1] - y[start], rn, gain);
@@ -304,16 +320,19 @@ static int choose_power(const double *y, int start, int len, double rn, double g
     }
     int p = 0;
     while (p < NPOWER - 1) {
-        const double *c = cbuf;
-        if (coeff != NULL) c = coeff + p * TABLE_STRIDE + len * (len - 1) / 2;
-        else slope_coefficients(len, p, cbuf);
-        double slope = 0.0;
-        for (int k = 0; k < len; k++) slope += c[k] * y[start + k];
+        const double slope = coeff_slope(y, start, len, p, coeff, cbuf);
         const int step = snr_reaches(slope * (double)(len - 1), rn, gain, SNR_STEPS[p]);
-        if (step < 0) return NPOWER - 1;
-        if (!step) break;
+        if (step < 0) {
+            p = NPOWER - 1;
+            break;
+        }
+        if (!step) {
+            *slope_out = slope;
+            return p;
+        }
         p++;
     }
+    *slope_out = coeff_slope(y, start, len, p, coeff, cbuf);
     return p;
 }
 
@@ -323,8 +342,15 @@ static int choose_power(const double *y, int start, int len, double rn, double g
 static double ols_slope(const double *y, int start, int len, double rn, double gain, double gt,
                         int endpoints, const double *table, double *wbuf, double *fit3)
 {
+    double cslope = NAN;
     const int p = choose_power(y, start, len, rn, gain, endpoints,
-                               len <= TABLE_NMAX ? COEFF_TABLE(table) : NULL, wbuf);
+                               len <= TABLE_NMAX ? COEFF_TABLE(table) : NULL, wbuf, &cslope);
+    /* The stepwise choice has the slope with the chosen power already (the same value as the
+     * sums below give, to rounding); the sums are still needed for the fitopt terms, with the
+     * endpoints choice, for a segment holding a NaN (which the sums read as 0), and where
+     * 1/RN^2 is not finite (the sums then give NaN). */
+    const int have = isfinite(cslope) && rn * rn > 0.0;
+    if (have && fit3 == NULL) return cslope / gt;
     const double *w;
     if (len <= TABLE_NMAX) {
         w = table + p * TABLE_STRIDE + len * (len - 1) / 2;
@@ -352,6 +378,7 @@ static double ols_slope(const double *y, int start, int len, double rn, double g
         fit3[1] = (sxx * sy - sx * sxy) * invden;
         fit3[2] = sqrt(sxx * invden);
     }
+    if (have) return cslope / gt;
     return (sw * sxy - sx * sy) * invden / gt;
 }
 
@@ -827,49 +854,70 @@ static void chunk_median(chunk_t *c, int n, long wdt, double gt, const sortnet_t
     }
 }
 
-/* Weighting power index (as choose_power, the same arithmetic) and 1/RN^2 of whole ramps of
- * n >= 3 groups (Y: group k of the chunk at Y + k * CHUNK), evaluated group-major so that it
- * vectorises; each further power's slope is only computed while some pixel of the chunk needs it. */
+/* Slopes (DN per group) of whole ramps with power index p into out: sum_k c_k y_k, the arithmetic
+ * of coeff_slope. */
+static void power_slopes(long wdt, const double *restrict Y, int n, int p, const double *table,
+                         double *restrict out)
+{
+    const double *c = COEFF_TABLE(table) + p * TABLE_STRIDE + n * (n - 1) / 2;
+    for (long x = 0; x < wdt; x++) out[x] = 0.0 + c[0] * Y[x];
+    for (int k = 1; k < n; k++) {
+        const double ck = c[k];
+        const double *restrict yk = Y + (size_t)k * CHUNK;
+        for (long x = 0; x < wdt; x++) out[x] += ck * yk[x];
+    }
+}
+
+/* Weighting power index of whole ramps of n >= 3 groups (Y: group k of the chunk at Y + k * CHUNK),
+ * as choose_power with the same arithmetic, evaluated group-major so that it vectorises; each
+ * further power's slope is only computed while some pixel of the chunk needs it. Stepwise, also
+ * each pixel's slope (DN per group) with its power into fin, as choose_power gives it. gd, rn2:
+ * scratch. */
 static void ols_power(long wdt, const double *restrict Y, int n, int endpoints,
                       const double *table, const float *restrict gain,
-                      const float *restrict rnoise, double *restrict pw, double *restrict invrn2)
+                      const float *restrict rnoise, double *restrict pw, double *restrict fin,
+                      double *restrict slope, double *restrict gd, double *restrict rn2)
 {
-    double *restrict slope = invrn2; /* scratch until the end */
-    const double *restrict yl = Y + (size_t)(n - 1) * CHUNK;
     if (endpoints) {
+        const double *restrict yl = Y + (size_t)(n - 1) * CHUNK;
         for (long x = 0; x < wdt; x++) {
             const double snr = segment_snr(yl[x] - Y[x], (double)rnoise[x], (double)gain[x]);
             pw[x] = 5.0 - (snr < 100.0) - (snr < 50.0) - (snr < 20.0) - (snr < 10.0) - (snr < 5.0);
         }
-    } else {
-        for (long x = 0; x < wdt; x++) pw[x] = 0.0;
-        long climbing = wdt;
-        for (int p = 0; p < NPOWER - 1 && climbing > 0; p++) {
-            const double *c = COEFF_TABLE(table) + p * TABLE_STRIDE + n * (n - 1) / 2;
-            for (long x = 0; x < wdt; x++) slope[x] = 0.0 + c[0] * Y[x];
-            for (int k = 1; k < n; k++) {
-                const double ck = c[k];
-                const double *restrict yk = Y + (size_t)k * CHUNK;
-                for (long x = 0; x < wdt; x++) slope[x] += ck * yk[x];
-            }
-            climbing = 0;
-            const double at = (double)p, nm1 = (double)(n - 1), t2 = SNR_STEPS[p] * SNR_STEPS[p];
-            for (long x = 0; x < wdt; x++) { /* snr_reaches, written out to vectorise */
-                const double g = (double)gain[x], rn = (double)rnoise[x];
-                const double dg = slope[x] * nm1 * g;
-                const double den = rn * rn + dg;
-                const int nan = (dg != dg) | (den != den);
-                const int yes = (den > 0.0) & (g != 0.0) & (dg > 0.0) & (dg * dg >= t2 * den);
-                const int here = pw[x] == at;
-                const int up = here & yes & !nan;
-                pw[x] = (here & nan) ? (double)(NPOWER - 1) : pw[x] + (double)up;
-                climbing += up;
-            }
+        return;
+    }
+    /* The pixel terms of the S/N test, converted once rather than at every power. */
+    for (long x = 0; x < wdt; x++) {
+        const double g = (double)gain[x], rn = (double)rnoise[x];
+        gd[x] = g;
+        rn2[x] = rn * rn;
+        pw[x] = 0.0;
+    }
+    const double top = (double)(NPOWER - 1), nm1 = (double)(n - 1);
+    long climbing = wdt, at_top = 0;
+    for (int p = 0; p < NPOWER - 1 && climbing > 0; p++) {
+        power_slopes(wdt, Y, n, p, table, slope);
+        climbing = 0;
+        at_top = 0;
+        const double at = (double)p, t2 = SNR_STEPS[p] * SNR_STEPS[p];
+        for (long x = 0; x < wdt; x++) { /* snr_reaches, written out to vectorise */
+            const double g = gd[x];
+            const double dg = slope[x] * nm1 * g;
+            const double den = rn2[x] + dg;
+            const int nan = (dg != dg) | (den != den);
+            const int yes = (den > 0.0) & (g != 0.0) & (dg > 0.0) & (dg * dg >= t2 * den);
+            const int here = pw[x] == at;
+            const int up = here & yes & !nan;
+            const double next = (here & nan) ? top : pw[x] + (double)up;
+            fin[x] = here ? slope[x] : fin[x]; /* final unless the pixel moves up */
+            pw[x] = next;
+            climbing += up;
+            at_top += next == top;
         }
     }
-    for (long x = 0; x < wdt; x++) {
-        const double rn = (double)rnoise[x];
-        invrn2[x] = 1.0 / (rn * rn);
+    if (at_top > 0) { /* the top power's slope, for the pixels that reached it */
+        power_slopes(wdt, Y, n, NPOWER - 1, table, slope);
+        for (long x = 0; x < wdt; x++) fin[x] = pw[x] == top ? slope[x] : fin[x];
     }
 }
 
@@ -922,12 +970,24 @@ static void ols_solve(long wdt, double gt, const double *restrict sw, const doub
     }
 }
 
-/* Slopes (DN/s) of whole ramps of n >= 3 groups into c->slope. */
-static void chunk_ols(chunk_t *c, int n, long wdt, const float *gain, const float *rnoise, double gt,
-                      int endpoints, const double *table)
+/* Slopes (DN/s) of whole ramps of n >= 3 groups into c->slope. Returns an array that is
+ * non-finite exactly where some group value is NaN or infinite. */
+static const double *chunk_ols(chunk_t *c, int n, long wdt, const float *gain,
+                               const float *rnoise, double gt, int endpoints, const double *table)
 {
     const double *Y = c->Y;
-    ols_power(wdt, Y, n, endpoints, table, gain, rnoise, c->pw, c->invrn2);
+    double *rn2 = c->mr2; /* RN^2 from ols_power (stepwise) */
+    ols_power(wdt, Y, n, endpoints, table, gain, rnoise, c->pw, c->slope, c->invrn2, c->tmp, rn2);
+    if (!endpoints) {
+        /* The slopes came with the powers, non-finite where some y_k is (0 * NaN and 0 * inf are
+         * NaN); NaN where 1/RN^2 is not finite, as the weighted sums give. */
+        for (long x = 0; x < wdt; x++) c->slope[x] = rn2[x] > 0.0 ? c->slope[x] / gt : NAN;
+        return c->slope;
+    }
+    for (long x = 0; x < wdt; x++) {
+        const double rn = (double)rnoise[x];
+        c->invrn2[x] = 1.0 / (rn * rn);
+    }
     for (long x = 0; x < wdt; x++) c->sw[x] = c->sx[x] = c->sxx[x] = c->sy[x] = c->sxy[x] = 0.0;
     const double *wrow = table + (size_t)n * (size_t)(n - 1) / 2;
     double *wa = c->tmp, *wb = c->mr2;
@@ -944,6 +1004,8 @@ static void chunk_ols(chunk_t *c, int n, long wdt, const float *gain, const floa
                         c->sxy);
     }
     ols_solve(wdt, gt, c->sw, c->sx, c->sxx, c->sy, c->sxy, c->slope);
+    /* sum of w y: w > 0 except one middle group, and 0 * NaN or 0 * inf is NaN */
+    return c->sy;
 }
 
 /* Segment slope, Poisson denominator and read-noise variance of whole 2-group ramps. */
@@ -1060,10 +1122,9 @@ static long chunk_fit(const row_t *rw, const timing_t *t, const double *table,
         seg_two(wdt, gt, Y, Y + CHUNK, gain, rnoise, c->slope, c->sxx, c->sxy);
         finite = c->D;                       /* y1 - y0 */
     } else {
-        chunk_ols(c, n, wdt, gain, rnoise, gt, t->endpoints, table);
+        finite = chunk_ols(c, n, wdt, gain, rnoise, gt, t->endpoints, table);
         seg_long(wdt, gt, n, gain, rnoise, c->sxx, c->sxy);
-        finite = c->sy;                      /* sum of w y: w > 0 except one middle group, and */
-    }                                        /* 0 * NaN or 0 * inf is NaN */
+    }
     double *bad = c->sw, *use = c->sx;
     uint32_t *o_dq = orow->dq + x0;
     uint8_t *a_state = arow->state + x0;
