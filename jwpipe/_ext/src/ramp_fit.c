@@ -59,6 +59,10 @@
 #include <omp.h>
 #endif
 
+/* Four doubles, for a loop written with explicit vectors (GCC's vector extensions: one AVX2 or
+ * two SSE2 registers; unaligned loads and stores). */
+typedef double v4d __attribute__((vector_size(32), aligned(8)));
+
 #define NPOWER 6
 #define TABLE_NMAX 64 /* segment weights are tabulated up to this length */
 #define TABLE_STRIDE (TABLE_NMAX * (TABLE_NMAX + 1) / 2)
@@ -703,6 +707,7 @@ static int setup_ok(const jw_rf_setup *s)
 
 #define CHUNK 128
 #define MAXNET 32 /* longest ramp (in first differences) the chunk path sorts */
+#define SWEEP_POWERS 4 /* slopes computed together by power_sweep: most pixels stop by then */
 
 typedef struct {
     int cnt;      /* first differences per ramp (n - 1) */
@@ -740,13 +745,15 @@ typedef struct {
     double *D;  /* [cnt][CHUNK] raw first differences */
     double *T;  /* [cnt][CHUNK] sorted differences */
     double *mr, *slope, *sw, *sx, *sxx, *sy, *sxy, *invrn2, *tmp, *pw, *mr2; /* [CHUNK] each */
+    double *S;  /* [SWEEP_POWERS][CHUNK] slopes of the first powers (ols_power) */
     uint8_t *clean;
 } chunk_t;
 
 static int chunk_alloc(chunk_t *c, int n)
 {
     const int cnt = n > 1 ? n - 1 : 1;
-    double *blk = (double *)malloc(((size_t)(n + 2 * cnt) + 11) * CHUNK * sizeof(double));
+    double *blk = (double *)malloc(((size_t)(n + 2 * cnt) + 11 + SWEEP_POWERS) * CHUNK *
+                                   sizeof(double));
     c->clean = (uint8_t *)malloc(CHUNK);
     if (!blk || !c->clean) {
         free(blk);
@@ -767,6 +774,7 @@ static int chunk_alloc(chunk_t *c, int n)
     c->tmp = v + 8 * CHUNK;
     c->pw = v + 9 * CHUNK;
     c->mr2 = v + 10 * CHUNK;
+    c->S = v + 11 * CHUNK;
     return JW_OK;
 }
 
@@ -868,6 +876,34 @@ static void power_slopes(long wdt, const double *restrict Y, int n, int p, const
     }
 }
 
+/* Slopes (DN per group) of whole ramps with each of the powers 0 .. SWEEP_POWERS - 1 into
+ * S[p * CHUNK + x], in one pass over the groups: the arithmetic of coeff_slope, with the sums kept
+ * in registers (a pass per power would store and reload them at every group). */
+static void power_sweep(long wdt, const double *restrict Y, int n, const double *table,
+                        double *restrict S)
+{
+    const double *c[SWEEP_POWERS];
+    for (int p = 0; p < SWEEP_POWERS; p++)
+        c[p] = COEFF_TABLE(table) + p * TABLE_STRIDE + n * (n - 1) / 2;
+    long x = 0;
+    for (; x + 4 <= wdt; x += 4) {
+        const v4d y0 = *(const v4d *)(Y + x);
+        v4d s[SWEEP_POWERS];
+        for (int p = 0; p < SWEEP_POWERS; p++) s[p] = 0.0 + c[p][0] * y0;
+        for (int k = 1; k < n; k++) {
+            const v4d yk = *(const v4d *)(Y + (size_t)k * CHUNK + x);
+            for (int p = 0; p < SWEEP_POWERS; p++) s[p] += c[p][k] * yk;
+        }
+        for (int p = 0; p < SWEEP_POWERS; p++) *(v4d *)(S + (size_t)p * CHUNK + x) = s[p];
+    }
+    for (; x < wdt; x++)
+        for (int p = 0; p < SWEEP_POWERS; p++) {
+            double v = 0.0 + c[p][0] * Y[x];
+            for (int k = 1; k < n; k++) v += c[p][k] * Y[(size_t)k * CHUNK + x];
+            S[(size_t)p * CHUNK + x] = v;
+        }
+}
+
 /* Weighting power index of whole ramps of n >= 3 groups (Y: group k of the chunk at Y + k * CHUNK),
  * as choose_power with the same arithmetic, evaluated group-major so that it vectorises; each
  * further power's slope is only computed while some pixel of the chunk needs it. Stepwise, also
@@ -876,7 +912,8 @@ static void power_slopes(long wdt, const double *restrict Y, int n, int p, const
 static void ols_power(long wdt, const double *restrict Y, int n, int endpoints,
                       const double *table, const float *restrict gain,
                       const float *restrict rnoise, double *restrict pw, double *restrict fin,
-                      double *restrict slope, double *restrict gd, double *restrict rn2)
+                      double *restrict sweep, double *restrict spare, double *restrict gd,
+                      double *restrict rn2)
 {
     if (endpoints) {
         const double *restrict yl = Y + (size_t)(n - 1) * CHUNK;
@@ -895,8 +932,10 @@ static void ols_power(long wdt, const double *restrict Y, int n, int endpoints,
     }
     const double top = (double)(NPOWER - 1), nm1 = (double)(n - 1);
     long climbing = wdt, at_top = 0;
+    power_sweep(wdt, Y, n, table, sweep);
     for (int p = 0; p < NPOWER - 1 && climbing > 0; p++) {
-        power_slopes(wdt, Y, n, p, table, slope);
+        if (p >= SWEEP_POWERS) power_slopes(wdt, Y, n, p, table, spare);
+        const double *restrict slope = p < SWEEP_POWERS ? sweep + (size_t)p * CHUNK : spare;
         climbing = 0;
         at_top = 0;
         const double at = (double)p, t2 = SNR_STEPS[p] * SNR_STEPS[p];
@@ -916,8 +955,8 @@ static void ols_power(long wdt, const double *restrict Y, int n, int endpoints,
         }
     }
     if (at_top > 0) { /* the top power's slope, for the pixels that reached it */
-        power_slopes(wdt, Y, n, NPOWER - 1, table, slope);
-        for (long x = 0; x < wdt; x++) fin[x] = pw[x] == top ? slope[x] : fin[x];
+        power_slopes(wdt, Y, n, NPOWER - 1, table, spare);
+        for (long x = 0; x < wdt; x++) fin[x] = pw[x] == top ? spare[x] : fin[x];
     }
 }
 
@@ -977,7 +1016,8 @@ static const double *chunk_ols(chunk_t *c, int n, long wdt, const float *gain,
 {
     const double *Y = c->Y;
     double *rn2 = c->mr2; /* RN^2 from ols_power (stepwise) */
-    ols_power(wdt, Y, n, endpoints, table, gain, rnoise, c->pw, c->slope, c->invrn2, c->tmp, rn2);
+    ols_power(wdt, Y, n, endpoints, table, gain, rnoise, c->pw, c->slope, c->S, c->invrn2, c->tmp,
+              rn2);
     if (!endpoints) {
         /* The slopes came with the powers, non-finite where some y_k is (0 * NaN and 0 * inf are
          * NaN); NaN where 1/RN^2 is not finite, as the weighted sums give. */
