@@ -239,6 +239,7 @@ def detect_jumps(
     pixeldq=None,
     state: JumpState | None = None,
     nthreads: int = 1,
+    out=None,
 ) -> JumpResult:
     """Flag jumps (cosmic rays) in one block of integrations.
 
@@ -323,6 +324,9 @@ def detect_jumps(
         The previous block's ``result.state`` (None for the first block).
     nthreads : int
         Threads for the compiled kernel; results do not depend on it.
+    out : ndarray of shape (nb, ngroups, ny, nx), uint8, optional
+        Array to write the flagged group DQ into (writeable, C-contiguous, not overlapping
+        ``groupdq``), returned as ``result.groupdq``; by default a new array.
 
     Returns
     -------
@@ -386,7 +390,13 @@ def detect_jumps(
 
     n1 = int(after_jump_flag_time1 // group_time)
     n2 = int(after_jump_flag_time2 // group_time)
-    out = np.empty_like(gdq)
+    if out is None:
+        out = np.empty_like(gdq)
+    elif (not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != gdq.shape
+          or not out.flags.c_contiguous or not out.flags.writeable):
+        raise ConfigError(f"out must be a writeable C-contiguous uint8 array of shape {gdq.shape}")
+    elif np.shares_memory(out, gdq):
+        raise ConfigError("out must not overlap groupdq (neighbours are flagged as rows are read)")
     pdq = np.zeros((ny, nx), np.uint32)
     mean_diff = np.empty((nb, ny, nx), np.float32)
     pos = [float(rejection_threshold), float(four_group_rejection_threshold),

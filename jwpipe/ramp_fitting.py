@@ -165,6 +165,12 @@ class ExposureResult:
     var_poisson: np.ndarray
     var_rnoise: np.ndarray
 
+    @classmethod
+    def empty(cls, shape: tuple[int, int]) -> ExposureResult:
+        """Uninitialised results of ``shape`` (ny, nx)."""
+        return cls(*(np.empty(shape, np.float32) for _ in range(2)), np.empty(shape, np.uint32),
+                   *(np.empty(shape, np.float32) for _ in range(2)))
+
 
 _OPT_NAMES = ("slope", "sigslope", "var_poisson", "var_rnoise", "yint", "sigyint", "pedestal",
               "weights", "crmag")
@@ -535,16 +541,10 @@ class RampFitAccumulator:
         if out is None:
             out = IntegrationResults.empty(nb, self.shape)
         else:
-            for name, want in (("slope", np.float32), ("err", np.float32), ("dq", np.uint32),
-                               ("var_poisson", np.float32), ("var_rnoise", np.float32)):
-                a = getattr(out, name)
-                if (not isinstance(a, np.ndarray) or a.dtype != want or a.shape != (nb, ny, nx)
-                        or not a.flags.c_contiguous or not a.flags.writeable):
-                    raise ConfigError(f"out.{name} must be a writeable C-contiguous {want.__name__}"
-                                      f" array of shape {(nb, ny, nx)}")
+            _check_result_arrays(out, "out", (nb, ny, nx))
         return data, groupdq, zeroframe, out
 
-    def fit_exposure(self, data, groupdq, zeroframe=None, *, out=None,
+    def fit_exposure(self, data, groupdq, zeroframe=None, *, out=None, rate_out=None,
                      integrations: bool = True):
         """Fit a whole exposure at once: as add_block + finish, without keeping running sums.
 
@@ -555,6 +555,10 @@ class RampFitAccumulator:
         ----------
         data, groupdq, zeroframe, out
             As for :meth:`add_block`.
+        rate_out : ExposureResult, optional
+            Arrays of shape (ny, nx) (float32/uint32, C-contiguous) to write the exposure results
+            into, as ``out`` for the integrations (say, to reuse them from one exposure to the
+            next); returned as the first item.
         integrations : bool
             False (one-integration exposures only): no per-integration results are kept, which
             saves five (ny, nx) arrays; the second item returned is then None.
@@ -565,7 +569,11 @@ class RampFitAccumulator:
         """
         if self._nints or self._sums is not None or self._exposure is not None:
             raise ConfigError("fit_exposure needs a fresh accumulator (integrations were added)")
-        rate = _empty_exposure(self.shape)
+        if rate_out is None:
+            rate = ExposureResult.empty(self.shape)
+        else:
+            _check_result_arrays(rate_out, "rate_out", self.shape)
+            rate = rate_out
         if not integrations:
             if np.ndim(data) != 4 or np.shape(data)[0] != 1 or out is not None:
                 raise ConfigError("integrations=False needs one integration and no out")
@@ -591,15 +599,20 @@ class RampFitAccumulator:
         """
         if self._exposure is not None:
             return self._exposure
-        res = _empty_exposure(self.shape)
+        res = ExposureResult.empty(self.shape)
         self._kernel.finish(self._nints, self._sums_dq_state(), _arrays(res, 1), self.nthreads)
         return res
 
 
-def _empty_exposure(shape) -> ExposureResult:
-    return ExposureResult(np.empty(shape, np.float32), np.empty(shape, np.float32),
-                          np.empty(shape, np.uint32), np.empty(shape, np.float32),
-                          np.empty(shape, np.float32))
+def _check_result_arrays(res, name: str, shape: tuple[int, ...]) -> None:
+    """Raise ConfigError unless res holds writeable C-contiguous result arrays of this shape."""
+    for field, want in (("slope", np.float32), ("err", np.float32), ("dq", np.uint32),
+                        ("var_poisson", np.float32), ("var_rnoise", np.float32)):
+        a = getattr(res, field, None)
+        if (not isinstance(a, np.ndarray) or a.dtype != want or a.shape != shape
+                or not a.flags.c_contiguous or not a.flags.writeable):
+            raise ConfigError(f"{name}.{field} must be a writeable C-contiguous "
+                              f"{want.__name__} array of shape {shape}")
 
 
 def _arrays(res, lead=None):

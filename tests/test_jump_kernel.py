@@ -279,6 +279,21 @@ def test_threads_do_not_change_results():
     np.testing.assert_array_equal(np.concatenate(parts), base.groupdq)
 
 
+def test_out_array_is_written_and_checked():
+    """``out`` receives the flags (reused, stale contents overwritten); a wrong or overlapping
+    array is refused."""
+    rng = np.random.default_rng(8)
+    data, gdq, gain, rn = _random_block(rng, nints=2, ngroups=7, ny=30, nx=90)
+    base = detect_jumps(data, gdq, gain, rn, **KW)
+    out = np.full(gdq.shape, 0xFF, np.uint8)
+    res = detect_jumps(data, gdq, gain, rn, out=out, **KW)
+    assert res.groupdq is out and res.n_jumps == base.n_jumps > 0
+    np.testing.assert_array_equal(out, base.groupdq)
+    for bad in (out[:1], out.astype(np.uint16), np.asfortranarray(out), gdq):
+        with pytest.raises(ConfigError, match="out"):
+            detect_jumps(data, gdq, gain, rn, out=bad, **KW)
+
+
 def test_neighbours_and_after_jump():
     ny = nx = 7
     ng = 8

@@ -259,6 +259,29 @@ def test_one_integration_without_integration_arrays_is_identical(seed):
             integrations=False)
 
 
+def test_rate_out_arrays_are_written_and_checked():
+    """fit_exposure writes into given exposure arrays (stale contents overwritten), with and
+    without integration results, and refuses arrays of the wrong kind."""
+    case = random_ramps(5, nints=1, ngroups=6, ny=20, nx=30)
+    def acc():
+        return rf.RampFitAccumulator((20, 30), case["gain"], case["readnoise"], GT, GT, 1, 6,
+                                     pixeldq=case["pixeldq"])
+    rate, _ = acc().fit_exposure(case["data"], case["groupdq"])
+    for integrations in (True, False):
+        given = rf.ExposureResult.empty((20, 30))
+        for name in (*FLOATS, "dq"):
+            getattr(given, name).fill(7)
+        got, _ = acc().fit_exposure(case["data"], case["groupdq"], rate_out=given,
+                                    integrations=integrations)
+        assert got is given
+        for name in (*FLOATS, "dq"):
+            np.testing.assert_array_equal(getattr(got, name), getattr(rate, name))
+    wrong = rf.ExposureResult(*(a.T for a in (rate.slope, rate.err, rate.dq, rate.var_poisson,
+                                              rate.var_rnoise)))
+    with pytest.raises(ConfigError, match="rate_out.slope"):
+        acc().fit_exposure(case["data"], case["groupdq"], rate_out=wrong)
+
+
 def test_constant_dark_as_broadcast_view_equals_full_array():
     """The dark step stores a constant average dark current as a zero-stride view; the fit must
     treat it as that constant (no (ny, nx) copy) and give the same results as a full array."""

@@ -42,16 +42,27 @@ class RampFitFullFrame:
     timeout = 300
 
     def setup(self, nthreads):
-        from jwpipe.ramp_fitting import fit_ramps
+        from jwpipe.ramp_fitting import ExposureResult, RampFitAccumulator, fit_ramps
 
         self.fit_ramps = fit_ramps
+        self.Accumulator = RampFitAccumulator
         self.data, self.gdq, self.gain, self.rn = synthetic_ramp(1, 10, 2048, 2048)
+        self.rate = ExposureResult.empty((2048, 2048))
+        for name in ("slope", "err", "dq", "var_poisson", "var_rnoise"):
+            getattr(self.rate, name).fill(0)
         fit_ramps(self.data[:, :, :64], self.gdq[:, :, :64], self.gain[:64], self.rn[:64],
                   TGROUP, TGROUP, 1)  # warm up (import, threads)
 
     def time_fit(self, nthreads):
         self.fit_ramps(self.data, self.gdq, self.gain, self.rn, TGROUP, TGROUP, 1,
                        nthreads=nthreads)
+
+    def time_fit_into(self, nthreads):
+        """The rate alone (what detector1 asks for with one integration), into arrays made and
+        paged in once: the kernel without the first-touch cost of ten new 16 MB results."""
+        acc = self.Accumulator((2048, 2048), self.gain, self.rn, TGROUP, TGROUP, 1, 10,
+                               nthreads=nthreads)
+        acc.fit_exposure(self.data, self.gdq, rate_out=self.rate, integrations=False)
 
     def peakmem_fit(self, nthreads):
         self.fit_ramps(self.data, self.gdq, self.gain, self.rn, TGROUP, TGROUP, 1,
