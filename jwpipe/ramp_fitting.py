@@ -106,6 +106,13 @@ __all__ = [
 #: Values of ``power_snr``: where the S/N that picks the Fixsen weighting power comes from.
 POWER_SNR_CHOICES = ("stepwise", "endpoints")
 
+#: The arrays of :class:`ExposureResult` and :class:`IntegrationResults`, in the kernel's order,
+#: with their dtypes.
+RESULT_DTYPES = {"slope": np.dtype(np.float32), "err": np.dtype(np.float32),
+                 "dq": np.dtype(np.uint32), "var_poisson": np.dtype(np.float32),
+                 "var_rnoise": np.dtype(np.float32)}
+
+
 @dataclass(frozen=True)
 class IntegrationResults:
     """Per-integration ramp-fit results (the ``rateints`` product), each of shape (nb, ny, nx).
@@ -133,14 +140,11 @@ class IntegrationResults:
     @classmethod
     def empty(cls, nints: int, shape: tuple[int, int]) -> IntegrationResults:
         """Uninitialised results for ``nints`` integrations of ``shape`` (ny, nx)."""
-        full = (int(nints), *shape)
-        return cls(*(np.empty(full, np.float32) for _ in range(2)), np.empty(full, np.uint32),
-                   *(np.empty(full, np.float32) for _ in range(2)))
+        return cls(*(np.empty((int(nints), *shape), dt) for dt in RESULT_DTYPES.values()))
 
     def __getitem__(self, index) -> IntegrationResults:
         """The results of a slice of integrations (views)."""
-        return IntegrationResults(self.slope[index], self.err[index], self.dq[index],
-                                  self.var_poisson[index], self.var_rnoise[index])
+        return IntegrationResults(*(getattr(self, field)[index] for field in RESULT_DTYPES))
 
 
 @dataclass(frozen=True)
@@ -168,8 +172,7 @@ class ExposureResult:
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> ExposureResult:
         """Uninitialised results of ``shape`` (ny, nx)."""
-        return cls(*(np.empty(shape, np.float32) for _ in range(2)), np.empty(shape, np.uint32),
-                   *(np.empty(shape, np.float32) for _ in range(2)))
+        return cls(*(np.empty(shape, dt) for dt in RESULT_DTYPES.values()))
 
 
 _OPT_NAMES = ("slope", "sigslope", "var_poisson", "var_rnoise", "yint", "sigyint", "pedestal",
@@ -606,18 +609,17 @@ class RampFitAccumulator:
 
 def _check_result_arrays(res, name: str, shape: tuple[int, ...]) -> None:
     """Raise ConfigError unless res holds writeable C-contiguous result arrays of this shape."""
-    for field, want in (("slope", np.float32), ("err", np.float32), ("dq", np.uint32),
-                        ("var_poisson", np.float32), ("var_rnoise", np.float32)):
+    for field, want in RESULT_DTYPES.items():
         a = getattr(res, field, None)
         if (not isinstance(a, np.ndarray) or a.dtype != want or a.shape != shape
                 or not a.flags.c_contiguous or not a.flags.writeable):
             raise ConfigError(f"{name}.{field} must be a writeable C-contiguous "
-                              f"{want.__name__} array of shape {shape}")
+                              f"{want.name} array of shape {shape}")
 
 
 def _arrays(res, lead=None):
     """(slope, err, dq, var_poisson, var_rnoise) of a result, as (lead, ny, nx) views if asked."""
-    arrays = (res.slope, res.err, res.dq, res.var_poisson, res.var_rnoise)
+    arrays = tuple(getattr(res, field) for field in RESULT_DTYPES)
     if lead is not None:
         arrays = tuple(a.reshape(lead, *a.shape) for a in arrays)
     return arrays

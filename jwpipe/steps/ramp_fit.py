@@ -32,6 +32,7 @@ from ..errors import ConfigError
 from ..logs import get_logger
 from ..ramp_fitting import (
     POWER_SNR_CHOICES,
+    RESULT_DTYPES,
     IntegrationResults,
     RampFitAccumulator,
     usable_group_range,
@@ -42,8 +43,7 @@ log = get_logger("step")
 
 __all__ = ["RampFitStep", "RampFitter"]
 
-_RESULT_FIELDS = ("slope", "err", "dq", "var_poisson", "var_rnoise")
-#: The CubeModel arrays holding each of _RESULT_FIELDS (its leading arrays, in order).
+#: The CubeModel arrays holding each of the results (RESULT_DTYPES, its leading arrays, in order).
 _CUBE_ARRAYS = ("data", "err", "dq", "var_poisson", "var_rnoise")
 #: Bytes of DQ read back at once when pixel DQ that appeared late is added to earlier blocks.
 _FIX_BYTES = 32 * 2**20
@@ -178,15 +178,14 @@ class RampFitter:
             self.acc.add_block(block.data, block.groupdq, block.zeroframe, out=out)
         np.bitwise_or(out.dq, self.pixeldq, out=out.dq)
         self._note_pixeldq(block.int_start)
-        for name in _RESULT_FIELDS:
+        for name in RESULT_DTYPES:
             store_rows(getattr(self.ints, name), block.int_start, getattr(out, name))
 
     def _integration_arrays(self, shape) -> IntegrationResults:
         """Where the _rateints results go: staged in the product file if one was named."""
         if self.rateints_path is None:
-            return IntegrationResults(*(
-                allocate(shape, dtype, spill_dir=self.spill_dir)
-                for dtype in (np.float32, np.float32, np.uint32, np.float32, np.float32)))
+            return IntegrationResults(*(allocate(shape, dtype, spill_dir=self.spill_dir)
+                                        for dtype in RESULT_DTYPES.values()))
         # Header room is sized from the metadata as it is now (see staging.SPARE_PRIMARY).
         layout = CubeModel()
         _product_meta(self.product, layout, "CubeModel")
@@ -248,7 +247,7 @@ class RampFitter:
         if self.staged is not None:
             self.staged.attach(ints)  # saving ints to rateints_path finishes the file in place
         else:
-            for name, field in zip(_CUBE_ARRAYS, _RESULT_FIELDS, strict=True):
+            for name, field in zip(_CUBE_ARRAYS, RESULT_DTYPES, strict=True):
                 setattr(ints, name, getattr(self.ints, field))
         if self.product.has("int_times"):
             ints.int_times = self.product.int_times
