@@ -1462,7 +1462,9 @@ int JW_RF_EXPORT(jw_ramp_fit_block)(const jw_rf_setup *s, int nb, const float *d
             status = JW_ERR_ALLOC;
         }
 
-        #pragma omp for schedule(static)
+        /* Rows are independent: small chunks balance rows of unequal cost (jumps, saturation)
+         * and a thread slowed by other work on its core. */
+        #pragma omp for schedule(dynamic, 8)
         for (long row = 0; row < s->ny; row++) {
             if (!ok) continue;
             const size_t r0 = (size_t)row * (size_t)nx;
