@@ -722,22 +722,22 @@ static inline float line_clipped_mean(const float *R rk, const float *R wk, int 
 #undef R
 
 #define R restrict
-/* Difference k of a line straight from the data (groups k and k+1, pixels `step` apart):
+/* Difference k of a line straight from the data (groups k and k+1, contiguous pixels):
  * d into dk (0 where unusable), usability into wk; the pixel's usable groups (group k+1, and
  * group 0 with `first`) and its count, sum, max and min of the usable differences (started here
  * with `first`, from 0 groups, 0, -inf and +inf, as the running loop would). */
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline void line_diff_at(int np, size_t step, const float *R v0, const float *R v1,
+static inline void line_diff_at(int np, const float *R v0, const float *R v1,
                                 const uint8_t *R q0, const uint8_t *R q1, float *R dk,
                                 float *R wk, float *R ng, float *R cnt, float *R sum, float *R mx,
                                 float *R mn, int first)
 {
     for (int p = 0; p < np; p++) {
-        const float a = v0[(size_t)p * step], b = v1[(size_t)p * step];
-        const int ok0 = ((q0[(size_t)p * step] & BAD_BITS) == 0) & ((a - a) == 0.0f);
-        const int ok1 = ((q1[(size_t)p * step] & BAD_BITS) == 0) & ((b - b) == 0.0f);
+        const float a = v0[p], b = v1[p];
+        const int ok0 = ((q0[p] & BAD_BITS) == 0) & ((a - a) == 0.0f);
+        const int ok1 = ((q1[p] & BAD_BITS) == 0) & ((b - b) == 0.0f);
         const float u = (ok0 & ok1) ? 1.0f : 0.0f;
         const float d = (ok0 & ok1) ? b - a : 0.0f;
         const float hi = u > 0.0f ? d : -INFINITY, lo = u > 0.0f ? d : INFINITY;
@@ -754,29 +754,26 @@ static inline void line_diff_at(int np, size_t step, const float *R v0, const fl
     }
 }
 
-/* line_diff_at for rows (contiguous: separate instances that vectorise) or columns. */
-static inline void line_diff(int np, size_t step, const float *R v0, const float *R v1,
-                             const uint8_t *R q0, const uint8_t *R q1, float *R dk, float *R wk,
-                             float *R ng, float *R cnt, float *R sum, float *R mx, float *R mn,
-                             int first)
+/* line_diff_at, with separate instances for the first difference and the others. */
+static inline void line_diff(int np, const float *R v0, const float *R v1, const uint8_t *R q0,
+                             const uint8_t *R q1, float *R dk, float *R wk, float *R ng,
+                             float *R cnt, float *R sum, float *R mx, float *R mn, int first)
 {
-    if (step == 1 && first)
-        line_diff_at(np, 1, v0, v1, q0, q1, dk, wk, ng, cnt, sum, mx, mn, 1);
-    else if (step == 1)
-        line_diff_at(np, 1, v0, v1, q0, q1, dk, wk, ng, cnt, sum, mx, mn, 0);
+    if (first)
+        line_diff_at(np, v0, v1, q0, q1, dk, wk, ng, cnt, sum, mx, mn, 1);
     else
-        line_diff_at(np, step, v0, v1, q0, q1, dk, wk, ng, cnt, sum, mx, mn, first);
+        line_diff_at(np, v0, v1, q0, q1, dk, wk, ng, cnt, sum, mx, mn, 0);
 }
 
 /* The pixel's mean difference m (largest and smallest left out with 4 or more) into sum and its
  * weight 1/var(d_k) as the test models the noise into cnt (0 where the pixel is not tested). */
-static inline void line_model(int np, const float *R gain, const float *R rn, size_t step,
+static inline void line_model(int np, const float *R gain, const float *R rn,
                               const float *R ngood, float *R sum, float *R cnt,
                               const float *R mx, const float *R mn, float mgroups,
                               float one_m2c, float inv_nf)
 {
     for (int p = 0; p < np; p++) {
-        const float g_ = gain[(size_t)p * step], r_ = rn[(size_t)p * step], n = cnt[p];
+        const float g_ = gain[p], r_ = rn[p], n = cnt[p];
         const int okg = (g_ > 0.0f) & ((g_ - g_) == 0.0f) & (r_ >= 0.0f) & ((r_ - r_) == 0.0f);
         const int clip = n >= 4.0f;
         const float sd = clip ? sum[p] - mx[p] - mn[p] : sum[p];
@@ -802,14 +799,14 @@ static inline void line_resid(int np, float *R rk, float *R wk, const float *R m
 }
 #undef R
 
-/* Common-mode offsets of one line (npix pixels `step` apart from `first`, pixel indices into the
- * (ny, nx) plane) of integration i: out[k * kstride + seg] for each difference k and segment.
+/* Common-mode offsets of one row (npix pixels from `first`, a pixel index into the (ny, nx)
+ * plane) of integration i: out[k * kstride + seg] for each difference k and segment.
  * buf: per-thread buffer of line_buf_floats(G, npix) floats. */
 JW_ROW_CLONES
 static void line_offsets_one(const float *data, const uint8_t *gdq, const float *gain,
                              const float *rn, size_t plane, size_t ibase, size_t first,
-                             size_t step, int npix, int G, int nseg, float c, int nframes,
-                             float mgroups, float *buf, float *out, size_t kstride)
+                             int npix, int G, int nseg, float c, int nframes, float mgroups,
+                             float *buf, float *out, size_t kstride)
 {
     const int nd = G - 1;
     const size_t NP = line_stride(npix);
@@ -824,15 +821,14 @@ static void line_offsets_one(const float *data, const uint8_t *gdq, const float 
      * accumulators and the chunk's rows stay in L1 across the differences. */
     for (int c0 = 0; c0 < npix; c0 += LINE_CHUNK) {
         const int cw = npix - c0 < LINE_CHUNK ? npix - c0 : LINE_CHUNK;
-        const float *sc = src + (size_t)c0 * step;
-        const uint8_t *qc = qs + (size_t)c0 * step;
+        const float *sc = src + c0;
+        const uint8_t *qc = qs + c0;
         for (int k = 0; k < nd; k++)
-            line_diff(cw, step, sc + (size_t)k * plane, sc + (size_t)(k + 1) * plane,
+            line_diff(cw, sc + (size_t)k * plane, sc + (size_t)(k + 1) * plane,
                       qc + (size_t)k * plane, qc + (size_t)(k + 1) * plane,
                       res + (size_t)k * NP + c0, wgt + (size_t)k * NP + c0, ng + c0, cnt + c0,
                       sum + c0, mx + c0, mn + c0, k == 0);
-        line_model(cw, gain + first + (size_t)c0 * step, rn + first + (size_t)c0 * step, step,
-                   ng + c0, sum + c0, cnt + c0, mx + c0, mn + c0, mgroups, 1.0f - 2.0f * c,
+        line_model(cw, gain + first + c0, rn + first + c0, ng + c0, sum + c0, cnt + c0, mx + c0, mn + c0, mgroups, 1.0f - 2.0f * c,
                    1.0f / (float)nframes);
         for (int k = 0; k < nd; k++)
             line_resid(cw, res + (size_t)k * NP + c0, wgt + (size_t)k * NP + c0, sum + c0,
@@ -851,55 +847,144 @@ static void line_offsets_one(const float *data, const uint8_t *gdq, const float 
         }
     }
 }
-#undef LANES
-#undef LINE_CHUNK
+/* Columns as lines (fast axis y), a block of adjacent columns at a time, walking down the rows:
+ * the per-pixel steps are the row case's loops on the block's contiguous pixels of each row,
+ * and the clipped sums along each column are kept per column in the same LANES partial sums,
+ * filled in the same order, as line_clipped_mean keeps along a contiguous line. So the offsets
+ * are those of line_offsets_one on each column, without copying the columns out (reading a
+ * column in place would touch a new cache line per pixel). */
 
-/* Columns as lines (fast axis y): a column's pixels are a row length apart, so reading them in
- * place touches a new cache line per pixel, shared with the neighbouring columns that other
- * iterations read again. Instead a tile of COL_TILE adjacent columns is copied row by row
- * (contiguous reads) into per-column buffers, and each column is then processed contiguously by
- * line_offsets_one: the same values in the same order, so the same offsets. */
-#define COL_TILE 16
+#define COL_AHEAD 4  /* rows ahead to prefetch */
+
+/* Column block width: as wide as keeps its residuals and weights (2 nd ny floats per column)
+ * within about 512 KB of L2, from 8 to 64 columns. */
+static int column_block_width(int nd, int ny)
+{
+    const size_t per_col = 2 * (size_t)(nd > 0 ? nd : 1) * (size_t)ny * sizeof(float);
+    int w = 64;
+    while (w > 8 && (size_t)w * per_col > ((size_t)16384 << 10)) w /= 2;
+    return w;
+}
+
+/* line_clipped_mean of each of the W columns of rk, wk ([ny][W]: rows p0 to p1), around
+ * off[W], into o[W]. acc: 3 LANES W floats. */
+#if defined(__GNUC__)
+__attribute__((always_inline))  /* compiled into each clone of column_block_offsets */
+#endif
+static inline void column_clipped_means(const float *restrict rk, const float *restrict wk, int W,
+                                 int p0, int p1, const float *restrict off, float clip2,
+                                 float *restrict acc, float *restrict o)
+{
+    float *restrict sw = acc, *restrict swr = acc + (size_t)LANES * W;
+    float *restrict sc = swr + (size_t)LANES * W;
+    for (size_t j = 0; j < (size_t)3 * LANES * W; j++) acc[j] = 0.0f;
+    const int pm = p0 + (p1 - p0) / LANES * LANES;
+    for (int p = p0; p < pm; p++) {
+        const size_t l = (size_t)((p - p0) % LANES) * W;
+        const float *restrict r = rk + (size_t)p * W, *restrict wv = wk + (size_t)p * W;
+        for (int x = 0; x < W; x++) {
+            const float w = wv[x], xv = r[x], e = xv - off[x];
+            const float keep = e * e * w < clip2 ? 1.0f : 0.0f;
+            const float kw = keep * w;
+            sw[l + x] += kw;
+            swr[l + x] += kw * xv;
+            sc[l + x] += w > 0.0f ? keep : 0.0f;
+        }
+    }
+    for (int p = pm; p < p1; p++) {
+        const size_t l = (size_t)(p - pm) * W;
+        const float *restrict r = rk + (size_t)p * W, *restrict wv = wk + (size_t)p * W;
+        for (int x = 0; x < W; x++) {
+            const float w = wv[x], xv = r[x], e = xv - off[x];
+            const int keep = (w > 0.0f) & (e * e * w < clip2);
+            sw[l + x] += keep ? w : 0.0f;
+            swr[l + x] += keep ? w * xv : 0.0f;
+            sc[l + x] += keep ? 1.0f : 0.0f;
+        }
+    }
+    for (int x = 0; x < W; x++) {
+        double tw = 0.0, twr = 0.0, tc = 0.0;
+        for (int l = 0; l < LANES; l++) {
+            tw += sw[(size_t)l * W + x];
+            twr += swr[(size_t)l * W + x];
+            tc += sc[(size_t)l * W + x];
+        }
+        o[x] = (tc >= JW_LINE_MIN_PIXELS && tw > 0.0) ? (float)(twr / tw) : 0.0f;
+    }
+}
+
+/* Offsets of the W columns from x0 of integration i (ibase its first sample): out[k * kstride
+ * + j * nseg + seg] for column x0 + j. Segment by segment (the per-pixel model is that of one
+ * pixel, the sums those of one segment), so buf holds one segment: 2 nd rows W + (8 + 3 LANES)
+ * W floats, rows the longest segment. */
+JW_ROW_CLONES
+static void column_block_offsets(const float *data, const uint8_t *gdq, const float *gain,
+                                 const float *rn, size_t ibase, int x0, int W, int ny, int nx,
+                                 int G, int nseg, float c, int nframes, float mgroups,
+                                 float *buf, int rows, float *out, size_t kstride)
+{
+    const int nd = G - 1;
+    const size_t plane = (size_t)ny * (size_t)nx, kw = (size_t)rows * W;
+    float *res = buf, *wgt = res + (size_t)nd * kw;
+    float *ng = wgt + (size_t)nd * kw, *cnt = ng + W, *sum = cnt + W, *mx = sum + W, *mn = mx + W;
+    float *acc = mn + W, *zero = acc + (size_t)3 * LANES * W, *o1 = zero + W, *o2 = o1 + W;
+    for (int x = 0; x < W; x++) zero[x] = 0.0f;
+    for (int sgm = 0; sgm < nseg; sgm++) {
+        const int p0 = (int)((int64_t)sgm * ny / nseg);
+        const int p1 = (int)((int64_t)(sgm + 1) * ny / nseg);
+        for (int y = p0; y < p1; y++) {
+            const size_t at = ibase + (size_t)y * nx + (size_t)x0, r = (size_t)(y - p0) * W;
+#if defined(__GNUC__)
+            /* The hardware prefetchers do not follow a dozen streams a row apart. */
+            if (y + COL_AHEAD < ny)
+                for (int g = 0; g < G; g++) {
+                    const size_t a2 = at + (size_t)COL_AHEAD * nx + (size_t)g * plane;
+                    for (int x = 0; x < W; x += 16) __builtin_prefetch(data + a2 + x, 0, 3);
+                    for (int x = 0; x < W; x += 64) __builtin_prefetch(gdq + a2 + x, 0, 3);
+                }
+#endif
+            for (int k = 0; k < nd; k++)
+                line_diff(W, data + at + (size_t)k * plane,
+                          data + at + (size_t)(k + 1) * plane, gdq + at + (size_t)k * plane,
+                          gdq + at + (size_t)(k + 1) * plane, res + (size_t)k * kw + r,
+                          wgt + (size_t)k * kw + r, ng, cnt, sum, mx, mn, k == 0);
+            line_model(W, gain + (size_t)y * nx + x0, rn + (size_t)y * nx + x0, ng, sum, cnt, mx,
+                       mn, mgroups, 1.0f - 2.0f * c, 1.0f / (float)nframes);
+            for (int k = 0; k < nd; k++)
+                line_resid(W, res + (size_t)k * kw + r, wgt + (size_t)k * kw + r, sum, cnt);
+        }
+        for (int k = 0; k < nd; k++) {
+            const float *rk = res + (size_t)k * kw, *wk = wgt + (size_t)k * kw;
+            column_clipped_means(rk, wk, W, 0, p1 - p0, zero, 25.0f, acc, o1);
+            column_clipped_means(rk, wk, W, 0, p1 - p0, o1, 16.0f, acc, o2);
+            for (int j = 0; j < W; j++) out[(size_t)k * kstride + (size_t)j * nseg + sgm] = o2[j];
+        }
+    }
+}
+
 static int column_offsets(const float *data, const uint8_t *gdq, const float *gain,
                           const float *rn, float *offsets, int nints, int G, int ny, int nx,
                           int nseg, float c, int nframes, float mgroups, int nthr)
 {
-    const size_t plane = (size_t)ny * (size_t)nx, col = (size_t)G * (size_t)ny;
-    const int nd = G - 1, ntiles = (nx + COL_TILE - 1) / COL_TILE;
+    const size_t plane = (size_t)ny * (size_t)nx;
+    /* Rows of the longest segment (segment starts are floor(s ny / nseg)). */
+    const int rows = (ny + nseg - 1) / nseg;
+    const int nd = G - 1, W = column_block_width(nd, rows), nblocks = (nx + W - 1) / W;
     int status = JW_OK;
 
     #pragma omp parallel num_threads(nthr)
     {
-        float *buf = (float *)malloc(line_buf_floats(G, ny) * sizeof(float));
-        float *td = (float *)malloc((size_t)COL_TILE * (col + 2 * (size_t)ny) * sizeof(float));
-        uint8_t *tq = (uint8_t *)malloc((size_t)COL_TILE * col);
-        int err = buf == NULL || td == NULL || tq == NULL;
-        #pragma omp for schedule(dynamic, 4)
-        for (long t = 0; t < (long)nints * ntiles; t++) {
+        float *buf = (float *)malloc(((size_t)2 * nd * rows + 8 + 3 * LANES) * (size_t)W
+                                     * sizeof(float));
+        const int err = buf == NULL;
+        #pragma omp for schedule(dynamic, 1)
+        for (long t = 0; t < (long)nints * nblocks; t++) {
             if (err) continue;
-            const int i = (int)(t / ntiles), x0 = (int)(t % ntiles) * COL_TILE;
-            const int w = nx - x0 < COL_TILE ? nx - x0 : COL_TILE;
-            float *tg = td + (size_t)COL_TILE * col, *tr = tg + (size_t)COL_TILE * ny;
-            const size_t ibase = (size_t)i * (size_t)G * plane;
-            for (int g = 0; g < G; g++)
-                for (int y = 0; y < ny; y++) {
-                    const size_t src = ibase + (size_t)g * plane + (size_t)y * nx + (size_t)x0;
-                    const size_t dst = (size_t)g * ny + (size_t)y;
-                    for (int j = 0; j < w; j++) {
-                        td[(size_t)j * col + dst] = data[src + (size_t)j];
-                        tq[(size_t)j * col + dst] = gdq[src + (size_t)j];
-                    }
-                }
-            for (int y = 0; y < ny; y++)
-                for (int j = 0; j < w; j++) {
-                    tg[(size_t)j * ny + y] = gain[(size_t)y * nx + (size_t)x0 + (size_t)j];
-                    tr[(size_t)j * ny + y] = rn[(size_t)y * nx + (size_t)x0 + (size_t)j];
-                }
-            for (int j = 0; j < w; j++)
-                line_offsets_one(td + (size_t)j * col, tq + (size_t)j * col, tg + (size_t)j * ny,
-                                 tr + (size_t)j * ny, (size_t)ny, 0, 0, 1, ny, G, nseg, c,
-                                 nframes, mgroups, buf,
-                                 offsets + ((size_t)i * nd * nx + (size_t)(x0 + j)) * nseg,
+            const int i = (int)(t / nblocks), x0 = (int)(t % nblocks) * W;
+            const int w = nx - x0 < W ? nx - x0 : W;
+            column_block_offsets(data, gdq, gain, rn, (size_t)i * (size_t)G * plane, x0, w, ny,
+                                 nx, G, nseg, c, nframes, mgroups, buf, rows,
+                                 offsets + ((size_t)i * nd * nx + (size_t)x0) * nseg,
                                  (size_t)nx * nseg);
         }
         if (err) {
@@ -907,12 +992,12 @@ static int column_offsets(const float *data, const uint8_t *gdq, const float *ga
             status = JW_ERR_ALLOC;
         }
         free(buf);
-        free(td);
-        free(tq);
     }
     return status;
 }
-#undef COL_TILE
+
+#undef LANES
+#undef LINE_CHUNK
 
 int jw_line_offsets(const float *data, const uint8_t *groupdq, const float *gain,
                     const float *readnoise, float *offsets, int nints, int ngroups, int ny, int nx,
@@ -928,30 +1013,26 @@ int jw_line_offsets(const float *data, const uint8_t *groupdq, const float *gain
     if (N > 1 && params->frame_time > 0.0)
         c = params->frame_time / params->group_time * ((double)N * N - 1.0) / (6.0 * N);
     if (c > 1.0 / 6.0) c = 1.0 / 6.0;
-    const int rows = params->line_axis == 1;
-    const int nlines = rows ? ny : nx, npix = rows ? nx : ny;
-    const size_t plane = (size_t)ny * (size_t)nx, step = rows ? 1 : (size_t)nx;
+    const size_t plane = (size_t)ny * (size_t)nx;
     const int nthr = nthreads < 1 ? 1 : nthreads;
     int status = JW_OK;
 
-    if (!rows)
+    if (params->line_axis == 2)
         return column_offsets(data, groupdq, gain, readnoise, offsets, nints, ngroups, ny, nx,
                               nseg, (float)c, N, (float)params->minimum_groups, nthr);
 
     #pragma omp parallel num_threads(nthr)
     {
-        float *buf = (float *)malloc(line_buf_floats(ngroups, npix) * sizeof(float));
+        float *buf = (float *)malloc(line_buf_floats(ngroups, nx) * sizeof(float));
         int err = buf == NULL;
         #pragma omp for schedule(dynamic, 8)
-        for (long t = 0; t < (long)nints * nlines; t++) {
+        for (long t = 0; t < (long)nints * ny; t++) {
             if (err) continue;
-            const int i = (int)(t / nlines), l = (int)(t % nlines);
-            const size_t first = rows ? (size_t)l * nx : (size_t)l;
+            const int i = (int)(t / ny), y = (int)(t % ny);
             line_offsets_one(data, groupdq, gain, readnoise, plane,
-                             (size_t)i * ngroups * plane, first, step, npix, ngroups, nseg,
+                             (size_t)i * ngroups * plane, (size_t)y * nx, nx, ngroups, nseg,
                              (float)c, N, (float)params->minimum_groups, buf,
-                             offsets + ((size_t)i * nd * nlines + l) * nseg,
-                             (size_t)nlines * nseg);
+                             offsets + ((size_t)i * nd * ny + y) * nseg, (size_t)ny * nseg);
         }
         if (err) {
             #pragma omp critical
@@ -1017,7 +1098,7 @@ static void process_row(workspace *ws, const float *data, const uint8_t *gdq, co
     if (axis == 1 && ws->lbuf != NULL)
         for (int j = 0; j < nint; j++)
             line_offsets_one(data, gdq, gain, rn, plane, (size_t)(i0 + j) * G * plane,
-                             (size_t)y * nx, 1, nx, G, nseg, (float)c, P->nframes, mgroups,
+                             (size_t)y * nx, nx, G, nseg, (float)c, P->nframes, mgroups,
                              ws->lbuf, loff + ((size_t)(i0 + j) * (G - 1) * ny + y) * nseg,
                              (size_t)ny * nseg);
 
