@@ -707,6 +707,7 @@ static int setup_ok(const jw_rf_setup *s)
 
 #define CHUNK 128
 #define MAXNET 32 /* longest ramp (in first differences) the chunk path sorts */
+#define PREFETCH_AHEAD 2 /* chunks ahead that chunk_fit prefetches */
 #define SWEEP_POWERS 4 /* slopes computed together by power_sweep: most pixels stop by then */
 
 typedef struct {
@@ -1183,6 +1184,14 @@ static long chunk_fit(const row_t *rw, const timing_t *t, const double *table,
         const float *restrict src = dp + (size_t)g * npix;
         const uint8_t *restrict qs = qp + (size_t)g * npix;
         double *restrict yg = Y + (size_t)g * CHUNK;
+#if defined(__GNUC__)
+        /* The next chunks of this group (the hardware prefetchers lose track of the
+         * one stream per group and DQ plane; reading past a plane's end is harmless). */
+        for (int b = 0; b < CHUNK * (int)sizeof(float); b += 64)
+            __builtin_prefetch((const char *)(src + PREFETCH_AHEAD * CHUNK) + b, 0, 3);
+        __builtin_prefetch(qs + PREFETCH_AHEAD * CHUNK, 0, 3);
+        __builtin_prefetch(qs + PREFETCH_AHEAD * CHUNK + 64, 0, 3);
+#endif
         for (long x = 0; x < wdt; x++) {
             yg[x] = (double)src[x];
             clean[x] |= qs[x];
