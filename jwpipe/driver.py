@@ -27,7 +27,6 @@ from __future__ import annotations
 import configparser
 import dataclasses
 import importlib.resources
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +46,7 @@ from .logs import Progress, get_logger, peak_rss_mb, timed
 from .steps import KNOWN_STEPS, get_step_class
 from .steps.base import (
     NOT_APPLICABLE,
+    BlockBuffers,
     RampBlock,
     env_threads,
     output_name,
@@ -302,31 +302,6 @@ def _open_raw(init):
 _UNPREPARED = object()
 
 
-class _BlockBuffers:
-    """Block arrays reused from one block to the next.
-
-    A block is one to a few hundred MB; a fresh array of that size is new memory the kernel has
-    to map and zero page by page (a large share of a block's cost for a small subarray), so
-    the next block is read into the previous block's arrays, unless anything (a step's state,
-    the fit) still holds them or a view of them: then a new array is made.
-    """
-
-    def __init__(self):
-        self._arrays: dict[str, np.ndarray] = {}
-
-    def take(self, name: str, shape: tuple, dtype) -> np.ndarray:
-        """A C-contiguous array of ``shape``/``dtype`` (contents undefined)."""
-        array = self._arrays.pop(name, None)
-        # References: the local name and getrefcount's argument; any other is a holder.
-        if (array is not None and sys.getrefcount(array) <= 2 and array.dtype == dtype
-                and array.shape[1:] == tuple(shape[1:]) and array.shape[0] >= shape[0]):
-            self._arrays[name] = array
-            return array if array.shape[0] == shape[0] else array[:shape[0]]
-        array = np.empty(shape, dtype)
-        self._arrays[name] = array
-        return array
-
-
 def run_ramp_chain(pipeline, init):
     """Stream an exposure block by block through the ramp steps and into ramp fitting.
 
@@ -404,7 +379,7 @@ def _stream_ramp_chain(pipeline, init, staged: list):
         log.info("%s needs every integration at once: one block of %d integrations (memory "
                  "grows with NINTS)", ", ".join(whole), nints)
     pixeldq = np.zeros((ny, nx), np.uint32)
-    buffers = _BlockBuffers()
+    buffers = BlockBuffers()
     step_seconds = {step.name: 0.0 for step, _, _ in active}
     fit_seconds = 0.0
     with Progress(nints, "integrations") as progress:

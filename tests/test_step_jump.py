@@ -3,6 +3,7 @@ detect_jumps, the read noise after IPC deconvolution and pooled integrations."""
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import fields
 
 import numpy as np
@@ -60,3 +61,27 @@ def test_pool_integrations_needs_the_whole_exposure():
     exposure as one block; by default the step streams."""
     assert not JumpStep().needs_all_integrations
     assert JumpStep(pool_integrations=True).needs_all_integrations
+
+
+def test_group_dq_array_is_reused_from_block_to_block():
+    """The flagged group DQ of a block goes into the array of the block before once that block
+    is gone (no new memory to map per block), not while anything still holds it, and the flags
+    are those of a fresh array."""
+    step = JumpStep()
+    setup = _setup(step, 10.0)
+    first, second, third = (_ramps(nints=2, seed=s) for s in (1, 2, 3))
+    out1 = _run(step, setup, first)
+    flags1 = out1.copy()
+    held = out1  # still held: the next block must not write into it
+    out2 = _run(step, setup, second)
+    assert not np.shares_memory(out2, held)
+    np.testing.assert_array_equal(held, flags1)
+    del held, out1
+    buffer = weakref.ref(out2)
+    del out2
+    out3 = _run(step, setup, third)
+    assert out3 is buffer()
+    np.testing.assert_array_equal(out3, _run(step, _setup(step, 10.0), third))
+    assert (out3 != 0).any()
+    step.release(setup)
+    assert setup.buffers is None

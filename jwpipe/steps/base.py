@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,8 @@ from ..datamodels import DataModel, RampModel
 from ..errors import ConfigError
 from ..logs import get_logger, timed
 
-__all__ = ["StepParams", "Step", "RampStep", "RampBlock", "output_name", "parse_value",
-           "exposure_shape", "NOT_APPLICABLE"]
+__all__ = ["StepParams", "Step", "RampStep", "RampBlock", "BlockBuffers", "output_name",
+           "parse_value", "exposure_shape", "NOT_APPLICABLE"]
 
 NOT_APPLICABLE = "N/A"
 
@@ -283,6 +284,32 @@ def shallow_copy(model: DataModel) -> DataModel:
     new.__dict__["extra_fits"] = {k: list(v) for k, v in model.extra_fits.items()}
     new.__dict__["_asdf_extra"] = dict(model._asdf_extra)
     return new
+
+
+class BlockBuffers:
+    """Block arrays reused from one block to the next (by the driver, and by a step for the
+    arrays it makes).
+
+    A block is one to a few hundred MB; a fresh array of that size is new memory the kernel has
+    to map and zero page by page (a large share of a block's cost for a small subarray), so
+    the next block goes into the previous block's arrays, unless anything (a step's state, the
+    fit) still holds them or a view of them: then a new array is made.
+    """
+
+    def __init__(self):
+        self._arrays: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, shape: tuple, dtype) -> np.ndarray:
+        """A C-contiguous array of ``shape``/``dtype`` (contents undefined)."""
+        array = self._arrays.pop(name, None)
+        # References: the local name and getrefcount's argument; any other is a holder.
+        if (array is not None and sys.getrefcount(array) <= 2 and array.dtype == dtype
+                and array.shape[1:] == tuple(shape[1:]) and array.shape[0] >= shape[0]):
+            self._arrays[name] = array
+            return array if array.shape[0] == shape[0] else array[:shape[0]]
+        array = np.empty(shape, dtype)
+        self._arrays[name] = array
+        return array
 
 
 @dataclass

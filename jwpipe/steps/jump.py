@@ -20,12 +20,12 @@ of the test includes what the IPC deconvolution adds to it (see :class:`JumpStep
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
 from ..jump_detection import JumpState, detect_jumps
-from .base import RampBlock, RampStep, StepParams
+from .base import BlockBuffers, RampBlock, RampStep, StepParams
 
 __all__ = ["JumpStep"]
 
@@ -93,6 +93,8 @@ class _JumpSetup:
     n_jumps: int = 0
     n_snowballs: int = 0
     n_showers: int = 0
+    # The flagged group DQ goes into an array reused from block to block.
+    buffers: BlockBuffers | None = field(default_factory=BlockBuffers)
 
 
 class JumpStep(RampStep):
@@ -160,10 +162,11 @@ class JumpStep(RampStep):
             scale = block.extras.get("read_variance_scale", 1.0)
             setup.ramp_readnoise = (setup.readnoise * np.sqrt(scale, dtype=np.float32)
                                     if np.any(np.asarray(scale) != 1.0) else setup.readnoise)
+        out = setup.buffers.take("groupdq", block.groupdq.shape, np.uint8)
         result = detect_jumps(block.data, block.groupdq, setup.gain, setup.ramp_readnoise,
                               pixeldq=block.pixeldq, state=setup.state, nthreads=self.threads,
-                              **setup.options)
-        block.groupdq = result.groupdq  # a new array; the block owns it now
+                              out=out, **setup.options)
+        block.groupdq = result.groupdq  # `out`, the block's until the next block
         block.pixeldq |= result.pixeldq
         setup.state = result.state
         setup.n_jumps += result.n_jumps
@@ -172,6 +175,7 @@ class JumpStep(RampStep):
 
     def release(self, setup: _JumpSetup) -> _JumpSetup:
         setup.gain = setup.readnoise = setup.ramp_readnoise = None  # finish needs the counts
+        setup.buffers = None
         return setup
 
     def finish(self, model, setup: _JumpSetup) -> None:
