@@ -23,16 +23,18 @@ workload                                               pipeline    whole process
 NIRCam NRCA1 FULL 2048x2048, BRIGHT2, 10 groups x 1     --          1.30 s (19x)   398 MB
 NIRCam SUB160, RAPID, 10 groups x 3 ints                0.12 s      0.52 s         80 MB
 MIRI imager FULL 1032x1024, FASTR1, 20 groups x 1       0.91 s      1.37 s         378 MB
-NIRISS SOSS SUBSTRIP256 (256x2048), 5 groups x 50       1.7-2.1 s*  2.5 s*         284 MB*
+NIRISS SOSS SUBSTRIP256 (256x2048), 5 groups x 50       1.7-1.9 s*  2.5 s*         290 MB*
 256x2048, 5 groups, 10 / 1000 integrations (streamed)   --          1.1 / 52-61 s* 265 / 270 MB
 the same, flat mode on compressed btrfs, 10 / 1000 (+)  --          1.4 / 97 s     318 / 264 MB
 the same, flat mode on compressed btrfs, 10,000 (+)     --          808 s          264 MB
 =====================================================  ==========  =============  ======
 
-(*) 2026-11-21, editable install, the machine shared with another job: min 1.67 s, median
-1.72-2.07 s over runs of 5-9; before the ``_rateints`` was written straight into its product
-file (:mod:`jwpipe.datamodels.staging`), the same conditions gave 2.17-2.43 s min, 2.43-3.2 s
-median, and 3.7 s for the whole process. (+) measured before that change (with spill files).
+(*) editable install: min 1.61 s, median 1.73-1.94 s over runs of 5-7 (17-19x), after the
+jump and ramp-fit kernel changes of session 6 (dynamic row scheduling, column offsets without
+copies, 5-group medians in registers); before them median 2.16-2.24 s. Earlier, before the
+``_rateints`` was written straight into its product file (:mod:`jwpipe.datamodels.staging`),
+2.43-3.2 s median and 3.7 s for the whole process. (+) measured before that change (with spill
+files).
 
 Timings on this machine move by 10-30% from run to run with the disk's write-back (a SOSS run
 writes 535 MB of products): compare medians, or minima of several runs.
