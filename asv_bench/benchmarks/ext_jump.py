@@ -64,6 +64,14 @@ class JumpFullFrame:
         self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
                     frame_time=TGROUP, nframes=1, nthreads=nthreads, out=self.out)
 
+    def time_detect_columns_into(self, nthreads):
+        """As ``time_detect_into`` with the common-mode lines along columns and four outputs
+        (NIRSpec and NIRISS full frames, whose fast read axis is y): the offsets then take a
+        pass of their own over the ramp (rows are done with the detection, in one pass)."""
+        self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
+                    frame_time=TGROUP, nframes=1, fast_axis=2, noutputs=4, nthreads=nthreads,
+                    out=self.out)
+
     def peakmem_detect(self, nthreads):
         self._run(nthreads)
 
@@ -84,28 +92,6 @@ class JumpFullFrameSnowballs:
     def time_detect_snowballs(self, nthreads):
         self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
                     frame_time=TGROUP, nframes=1, expand_large_events=True, nthreads=nthreads)
-
-
-class JumpFullFrameColumns:
-    """Full frame with the common-mode lines along columns, four outputs (NIRSpec and NIRISS
-    full frames, whose fast read axis is y): the offsets take a pass of their own over the ramp
-    (rows are done with the detection, in one pass)."""
-
-    params = [2]
-    param_names = ["nthreads"]
-    timeout = 300
-
-    def setup(self, nthreads):
-        from jwpipe.jump_detection import detect_jumps
-
-        self.detect = detect_jumps
-        self.data, self.gdq, self.gain, self.rn = synthetic_ramp(1, 10, 2048, 2048)
-        self.out = np.zeros_like(self.gdq)
-
-    def time_detect_columns_into(self, nthreads):
-        self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
-                    frame_time=TGROUP, nframes=1, fast_axis=2, noutputs=4, nthreads=nthreads,
-                    out=self.out)
 
 
 class JumpTSO:
