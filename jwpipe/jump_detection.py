@@ -116,7 +116,7 @@ import numpy as np
 
 from . import dq
 from ._ext import _jump
-from ._ext._extended import label_components, nan_convolve
+from ._ext._extended import flagged_indices, label_pixels, nan_convolve
 from .errors import ConfigError, DataShapeError
 
 __all__ = ["JumpState", "JumpResult", "detect_jumps"]
@@ -495,44 +495,24 @@ class _Ellipse:
     theta: float  # angle of the major axis from +x, radians
 
 
-def _regions(mask: np.ndarray, min_area: float) -> list[_Ellipse]:
-    """Equivalent ellipses of the 8-connected regions of ``mask`` with area > ``min_area``.
+def _regions(lin: np.ndarray, shape: tuple[int, int], min_area: float) -> list[_Ellipse]:
+    """Equivalent ellipses of the 8-connected regions of the pixels ``lin`` (increasing linear
+    indices into a frame of ``shape``) with area > ``min_area``.
 
     The area is that of the polygon through the centres of the region's boundary pixels (the
     contour area the reference pipeline thresholds on): ``(N + I) / 2 - 1`` by Pick's theorem,
     with N pixels of which I have all four neighbours in the region. So a lone cosmic ray with
     its four flagged neighbours (area 2) is not an extended event.
 
-    Works on the coordinates of the set pixels (connected components of their adjacency graph),
-    so the cost scales with the number of flagged pixels, not with the frame size; the ellipse
-    of a region comes from its second moments (full axes 4 sqrt(eigenvalues)).
+    The regions are found from the flagged pixels alone (compiled, in one walk over ``lin``), so
+    the cost scales with their number, not with the frame size; the ellipse of a region comes
+    from its second moments (full axes 4 sqrt(eigenvalues)).
     """
-    ny, nx = mask.shape
-    lin = np.flatnonzero(mask)  # sorted (row-major); much faster than a 2-D nonzero
-    npix = lin.size
-    if npix == 0:
+    ny, nx = shape
+    if lin.size == 0:
         return []
     ys, xs = np.divmod(lin, nx)
-
-    def neighbour(dy, dx):
-        ty, tx = ys + dy, xs + dx
-        inside = (ty >= 0) & (ty < ny) & (tx >= 0) & (tx < nx)
-        target = ty * nx + tx
-        pos = np.minimum(np.searchsorted(lin, target), npix - 1)
-        return inside & (lin[pos] == target), pos
-
-    rows, cols = [], []
-    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        found, pos = neighbour(dy, dx)
-        rows.append(np.flatnonzero(found))
-        cols.append(pos[found])
-    rows, cols = np.concatenate(rows), np.concatenate(cols)
-    # Compiled union-find rather than scipy.sparse.csgraph, whose import alone (~0.3 s) cost
-    # more than the whole of jump detection on a full frame.
-    ncomp, label = label_components(npix, rows.astype(np.int64), cols.astype(np.int64))
-    inner = np.ones(npix, bool)
-    for dy, dx in ((0, 1), (0, -1), (1, 0), (-1, 0)):
-        inner &= neighbour(dy, dx)[0]
+    ncomp, label, inner = label_pixels(lin, ny, nx)
     count = np.bincount(label, minlength=ncomp).astype(np.float64)
     ninner = np.bincount(label, weights=inner, minlength=ncomp)
     keep = np.flatnonzero(0.5 * (count + ninner) - 1.0 > min_area)
@@ -594,14 +574,14 @@ def _flag_snowballs(gdq_int, *, min_sat_area, min_jump_area, expand_factor, sat_
     total = 0
 
     def newly_saturated(k):
-        # Read from the group DQ each time, one plane at a time: core extensions below update
-        # it, and a whole-ramp boolean copy would cost more memory than the rest of the step.
-        return ((gdq_int[k] & _SAT) != 0) & ((gdq_int[k - 1] & _SAT) == 0)
+        # Read from the group DQ each time: core extensions below update it.
+        return _regions(flagged_indices(gdq_int[k], gdq_int[k - 1], _SAT), (ny, nx),
+                        min_sat_area)
 
     for g in range(1, ngroups):
-        sats = _regions(newly_saturated(g), min_sat_area)
-        next_sats = _regions(newly_saturated(g + 1), min_sat_area) if g < ngroups - 1 else []
-        jumps = _regions((gdq_int[g] & _JUMP) != 0, min_jump_area)
+        sats = newly_saturated(g)
+        next_sats = newly_saturated(g + 1) if g < ngroups - 1 else []
+        jumps = _regions(flagged_indices(gdq_int[g], None, _JUMP), (ny, nx), min_jump_area)
         # Extend the newly saturated cores that are large enough, in this and all later groups
         # (the reference does this, with a saturated core required, for every such core).
         for e in sats if sat_required else ():
@@ -681,7 +661,7 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
         smooth = _nan_convolve(ratio, kernel, nthreads)
         with np.errstate(invalid="ignore"):
             extended = smooth > snr_threshold
-        for e in _regions(extended, min_area):
+        for e in _regions(np.flatnonzero(extended), (ny, nx), min_area):
             found.append((g, e))
     for g, e in found:
         major, minor = _expanded_axes(e, expand_ratio, max_radius)

@@ -1,30 +1,12 @@
-"""Kernels of the extended-event search in jump detection: connected-component labelling
-(snowball and shower regions) and the NaN-normalised convolution (showers)."""
+"""Kernels of the extended-event search in jump detection: flagged-pixel indices and their
+8-connected regions (snowball and shower regions), and the NaN-normalised convolution (showers)."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from jwpipe._ext._extended import label_components, nan_convolve
-
-
-def _grid_edges(mask):
-    """8-connected neighbour pairs of the set pixels of ``mask``, as node indices."""
-    ny, nx = mask.shape
-    lin = np.flatnonzero(mask)
-    index = -np.ones(mask.size, np.int64)
-    index[lin] = np.arange(lin.size)
-    ys, xs = np.divmod(lin, nx)
-    a, b = [], []
-    for dy, dx in ((0, 1), (1, -1), (1, 0), (1, 1)):
-        ty, tx = ys + dy, xs + dx
-        ok = (ty >= 0) & (ty < ny) & (tx >= 0) & (tx < nx)
-        target = index[np.where(ok, ty * nx + tx, 0)]
-        ok &= target >= 0
-        a.append(np.flatnonzero(ok))
-        b.append(target[ok])
-    return lin.size, np.concatenate(a), np.concatenate(b)
+from jwpipe._ext._extended import flagged_indices, label_pixels, nan_convolve
 
 
 def _flood_fill_labels(mask):
@@ -50,35 +32,61 @@ def _flood_fill_labels(mask):
     return count, label[mask]
 
 
-@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.55])
-def test_labels_match_flood_fill(fraction):
-    """Random masks from sparse to percolating: identical labels, numbering included."""
-    mask = np.random.default_rng(7).random((60, 80)) < fraction
-    n, a, b = _grid_edges(mask)
-    ncomp, label = label_components(n, a, b)
+def _inner(mask):
+    """Set pixels whose four 4-neighbours are all set (outside the frame counts as unset)."""
+    padded = np.pad(mask, 1)
+    return (padded[1:-1, 1:-1] & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2]
+            & padded[1:-1, 2:])[mask]
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.55, 0.9])
+@pytest.mark.parametrize("shape", [(60, 80), (1, 50), (50, 1), (7, 9)])
+def test_labels_match_flood_fill(fraction, shape):
+    """Random masks from sparse to percolating, frames down to one row or column (regions
+    touching the edges, and rows that wrap in linear index): identical labels, numbering
+    included, and the inner pixels."""
+    mask = np.random.default_rng(7).random(shape) < fraction
+    ncomp, label, inner = label_pixels(np.flatnonzero(mask), *shape)
     want_n, want = _flood_fill_labels(mask)
     assert ncomp == want_n
     np.testing.assert_array_equal(label, want)
+    np.testing.assert_array_equal(inner, _inner(mask))
 
 
-def test_edge_order_and_duplicates_do_not_matter():
-    # a chain 0-1-2-3 given backwards with repeats, plus isolated 4 and a pair 5-6
-    a = np.array([3, 2, 2, 1, 6, 1], np.int64)
-    b = np.array([2, 3, 1, 0, 5, 0], np.int64)
-    ncomp, label = label_components(7, a, b)
-    assert ncomp == 3
-    np.testing.assert_array_equal(label, [0, 0, 0, 0, 1, 2, 2])
+@pytest.mark.parametrize("pixels", [[(0, 3), (1, 0)], [(0, 3), (2, 0)], [(1, 0), (1, 3)]])
+def test_rows_do_not_join_across_the_frame_edge(pixels):
+    """Pixels at opposite edges are close in linear index, not on the detector: the end of a
+    row and the start of the next, and a row end's lower-right or a row start's lower-left
+    'neighbour' one linear index too far."""
+    mask = np.zeros((3, 4), bool)
+    for y, x in pixels:
+        mask[y, x] = True
+    ncomp, label, _ = label_pixels(np.flatnonzero(mask), 3, 4)
+    assert ncomp == 2 and list(label) == [0, 1]
 
 
 def test_empty_and_invalid_input():
-    ncomp, label = label_components(0, np.empty(0, np.int64), np.empty(0, np.int64))
-    assert ncomp == 0 and label.size == 0
-    ncomp, label = label_components(3, np.empty(0, np.int64), np.empty(0, np.int64))
-    assert ncomp == 3 and list(label) == [0, 1, 2]
+    ncomp, label, inner = label_pixels(np.empty(0, np.int64), 5, 5)
+    assert ncomp == 0 and label.size == 0 and inner.size == 0
+    with pytest.raises(ValueError, match="increasing"):
+        label_pixels(np.array([3, 2], np.int64), 5, 5)
     with pytest.raises(ValueError, match="within"):
-        label_components(3, np.array([0], np.int64), np.array([3], np.int64))
-    with pytest.raises(ValueError, match="same length"):
-        label_components(3, np.array([0, 1], np.int64), np.array([1], np.int64))
+        label_pixels(np.array([0, 25], np.int64), 5, 5)
+    with pytest.raises(ValueError, match="bits"):
+        flagged_indices(np.zeros((2, 2), np.uint8), None, 0)
+
+
+@pytest.mark.parametrize("shape", [(37, 53), (1, 7), (64, 64)])
+def test_flagged_indices(shape):
+    """Pixels with the bits set in a (and, given b, not in b): those of the NumPy expression,
+    in increasing order, for frames whose size is and is not a multiple of 8."""
+    rng = np.random.default_rng(2)
+    a = ((rng.random(shape) < 0.2) * 2 | (rng.random(shape) < 0.1) * 4).astype(np.uint8)
+    b = ((rng.random(shape) < 0.5) * 2).astype(np.uint8)
+    np.testing.assert_array_equal(flagged_indices(a, None, 2), np.flatnonzero(a & 2))
+    np.testing.assert_array_equal(flagged_indices(a, None, 6), np.flatnonzero(a & 6))
+    np.testing.assert_array_equal(flagged_indices(a, b, 2), np.flatnonzero((a & 2) & ~(b & 2)))
+    assert flagged_indices(np.zeros(shape, np.uint8), None, 2).size == 0
 
 
 def _scipy_nan_convolve(image, kernel):

@@ -1,43 +1,89 @@
 # Cython shims over src/label.c and src/nan_convolve.c, the kernels of extended-event search
 # (snowballs, showers) in jump detection: typed memoryviews in, GIL released.
-from libc.stdint cimport int64_t
+from libc.stdint cimport int64_t, uint8_t
 
 import numpy as np
 
 cdef extern from "label.h" nogil:
     int JW_OK
     int JW_ERR_ALLOC
-    int jw_label_components(int64_t n, int64_t nedges, const int64_t *a, const int64_t *b,
-                            int64_t *label, int64_t *ncomp)
+    int64_t jw_flagged_indices(int64_t npix, const uint8_t *a, const uint8_t *b, uint8_t bits,
+                               int64_t *out)
+    int jw_label_pixels(int64_t n, const int64_t *lin, int64_t ny, int64_t nx, int64_t *label,
+                        uint8_t *inner, int64_t *ncomp)
 
 cdef extern from "nan_convolve.h" nogil:
     int jw_nan_convolve(const double *image, long ny, long nx, const double *kernel, int ksize,
                         double min_norm, double *out, int nthreads)
 
 
-def label_components(int64_t n, const int64_t[::1] a, const int64_t[::1] b):
-    """Connected components of the undirected graph on nodes ``0..n-1`` with edges (a[k], b[k]).
+def flagged_indices(const uint8_t[:, ::1] a, const uint8_t[:, ::1] b, int bits):
+    """Linear indices (increasing) of the pixels where ``a & bits`` is set and, unless ``b`` is
+    None, ``b & bits`` is not: the flags newly set in ``a``.
+
+    Parameters
+    ----------
+    a, b : ndarray of shape (ny, nx), uint8
+        Flag planes (``b`` may be None).
+    bits : int
+        Flag bits, 1..255.
+
+    Returns
+    -------
+    ndarray of shape (n,), int64
+    """
+    if not 0 < bits < 256:
+        raise ValueError("flagged_indices: bits must be 1..255")
+    if b is not None and (b.shape[0] != a.shape[0] or b.shape[1] != a.shape[1]):
+        raise ValueError("flagged_indices: a and b must have the same shape")
+    cdef int64_t npix = a.shape[0] * a.shape[1], n
+    cdef const uint8_t *ap = &a[0, 0] if npix > 0 else NULL
+    cdef const uint8_t *bp = &b[0, 0] if (b is not None and npix > 0) else NULL
+    cdef uint8_t fb = <uint8_t>bits
+    with nogil:
+        n = jw_flagged_indices(npix, ap, bp, fb, NULL)
+    lin = np.empty(n, np.int64)
+    cdef int64_t[::1] out = lin
+    if n > 0:
+        with nogil:
+            jw_flagged_indices(npix, ap, bp, fb, &out[0])
+    return lin
+
+
+def label_pixels(const int64_t[::1] lin, int64_t ny, int64_t nx):
+    """8-connected regions of the set pixels of an (ny, nx) frame.
+
+    Parameters
+    ----------
+    lin : ndarray of shape (n,), int64
+        Linear indices of the set pixels, strictly increasing (``np.flatnonzero`` of a mask).
+    ny, nx : int
+        Frame shape.
 
     Returns
     -------
     ncomp : int
     label : ndarray of shape (n,), int64
-        Component of each node, numbered 0..ncomp-1 in order of each component's first node.
+        Region of each pixel, numbered 0..ncomp-1 in order of each region's first pixel.
+    inner : ndarray of shape (n,), bool
+        True where all four 4-neighbours are set.
     """
-    if a.shape[0] != b.shape[0]:
-        raise ValueError("label_components: a and b must have the same length")
-    label = np.empty(max(n, 0), np.int64)
-    cdef int64_t[::1] out = label
-    cdef int64_t ncomp = 0
-    cdef int64_t *op = &out[0] if n > 0 else NULL
-    cdef const int64_t *ap = &a[0] if a.shape[0] > 0 else NULL
-    cdef const int64_t *bp = &b[0] if b.shape[0] > 0 else NULL
+    cdef int64_t n = lin.shape[0], ncomp = 0
+    label = np.empty(n, np.int64)
+    inner = np.empty(n, np.uint8)
+    cdef int64_t[::1] lab = label
+    cdef uint8_t[::1] inn = inner
     cdef int status
+    if n == 0:
+        if ny < 0 or nx < 1:
+            raise ValueError("label_pixels: invalid frame shape")
+        return 0, label, inner.view(bool)
     with nogil:
-        status = jw_label_components(n, a.shape[0], ap, bp, op, &ncomp)
+        status = jw_label_pixels(n, &lin[0], ny, nx, &lab[0], &inn[0], &ncomp)
     if status != JW_OK:
-        raise ValueError("label_components: n must be >= 0 and every edge within 0..n-1")
-    return int(ncomp), label
+        raise ValueError("label_pixels: the indices must be strictly increasing and within "
+                         "the frame")
+    return int(ncomp), label, inner.view(bool)
 
 
 def nan_convolve(const double[:, ::1] image, const double[:, ::1] kernel, double min_norm,

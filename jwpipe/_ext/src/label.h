@@ -1,4 +1,4 @@
-/* Connected components of a graph given as an edge list (union-find). */
+/* Flagged pixels of a frame and their 8-connected regions (snowball search in jump detection). */
 #ifndef JWPIPE_LABEL_H
 #define JWPIPE_LABEL_H
 
@@ -6,9 +6,17 @@
 
 #include "jwstatus.h"
 
-/* label[i] in 0..ncomp-1 for nodes 0..n-1, numbered in order of each component's smallest node;
- * *ncomp receives the number of components. Edges (a[k], b[k]) must lie in 0..n-1. */
-int jw_label_components(int64_t n, int64_t nedges, const int64_t *a, const int64_t *b,
-                        int64_t *label, int64_t *ncomp);
+/* The linear indices, in increasing order, of the npix pixels where (a & bits) != 0 and, when b
+ * is not NULL, (b & bits) == 0 (flags newly set in a after b). With out NULL only counts them.
+ * Returns the count. */
+int64_t jw_flagged_indices(int64_t npix, const uint8_t *a, const uint8_t *b, uint8_t bits,
+                           int64_t *out);
+
+/* 8-connected regions of the n set pixels of an (ny, nx) frame given by their linear indices
+ * lin[0..n-1] (strictly increasing, within the frame): label[i] in 0..ncomp-1, numbered in
+ * order of each region's first pixel; inner[i] = 1 where all four 4-neighbours are set, else 0.
+ * *ncomp receives the number of regions. Time O(n). */
+int jw_label_pixels(int64_t n, const int64_t *lin, int64_t ny, int64_t nx, int64_t *label,
+                    uint8_t *inner, int64_t *ncomp);
 
 #endif
