@@ -8,7 +8,8 @@ Following the reference pipeline's ``median`` method (skipped by default, as the
    statistics (an optional user mask, MIRI non-science pixels).
 2. For each pair of consecutive groups, the difference image (group j+1 - group j) is fitted with
    the mask less its DO_NOT_USE and JUMP_DET pixels: a background level (``background_method``
-   'median': clipped with the lower half of the value distribution, as the reference does), more
+   'median': clipped with the lower half of the value distribution, as the reference does;
+   'model': a smooth 2-D background from photutils ``Background2D`` on the same pixels), more
    signal clipped at ``n_sigma``, then the median of the remaining pixels along each detector row
    of the fast readout axis (or along each column for MIRI, whose flicker is vertical), optionally
    per amplifier (``fit_by_channel``, full-frame near-IR only). That median less the background is
@@ -23,7 +24,7 @@ background level) are computed on an evenly strided sample of at most 2**16 pixe
 Differences from the reference: the draft rate is a simple difference mean, not a ramp fit; with
 ``single_mask`` the mask comes from the mean rate of the integrations in each block the driver
 streams (all integrations when the step runs on a whole exposure). Not implemented (clear
-ConfigError): ``fit_method='fft'`` (NSClean), ``background_method`` 'model'/'median_image',
+ConfigError): ``fit_method='fft'`` (NSClean), ``background_method='median_image'``,
 ``fit_histogram``, and masking NIRSpec science regions (needs the WCS).
 """
 
@@ -42,8 +43,8 @@ from ..logs import get_logger
 from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
 
 __all__ = ["STATS_SAMPLE", "sigma_clipped_stats", "clip_to_background", "draft_rate",
-           "scene_mask", "fit_stripes", "apply_stripes", "CleanFlickerNoiseParams",
-           "CleanFlickerNoiseStep"]
+           "scene_mask", "model_background", "fit_stripes", "apply_stripes",
+           "CleanFlickerNoiseParams", "CleanFlickerNoiseStep"]
 
 log = get_logger("clean_flicker_noise")
 
@@ -193,9 +194,46 @@ def scene_mask(rate: np.ndarray, n_sigma: float = 2.0, base: np.ndarray | None =
 
 # -- the noise fit ---------------------------------------------------------------------------------
 
+def model_background(image: np.ndarray, mask: np.ndarray, box_size=None):
+    """Low-resolution background of an image (photutils ``Background2D``), as the reference's
+    ``background_method='model'``: medians of sigma-clipped (3 sigma, 5 passes) boxes of the
+    background pixels, 5x5 median-filtered, interpolated back to every pixel.
+
+    Parameters
+    ----------
+    image : ndarray of shape (ny, nx), float32
+    mask : ndarray of shape (ny, nx), bool
+        Background pixels (True) the boxes are made of.
+    box_size : int or (int, int), optional
+        Box shape; default per axis the largest size up to 32 that divides the image evenly.
+
+    Returns
+    -------
+    ndarray of shape (ny, nx), float32, or float
+        The background; the median of the background pixels if the model cannot be made (a
+        logged error, as in the reference).
+    """
+    from astropy.stats import SigmaClip
+    from astropy.utils.exceptions import AstropyUserWarning
+    from photutils.background import Background2D, MedianBackground
+
+    if box_size is None:
+        box_size = [max(b for b in range(1, 33) if n % b == 0) for n in image.shape]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AstropyUserWarning)
+            bkg = Background2D(image, box_size, mask=~(mask & np.isfinite(image)),
+                               filter_size=(5, 5), sigma_clip=SigmaClip(sigma=3.0, maxiters=5),
+                               bkg_estimator=MedianBackground())
+        return np.asarray(bkg.background, dtype=np.float32)
+    except ValueError as exc:
+        log.error("clean_flicker_noise: background model failed (%s); using the median", exc)
+        return float(np.nanmedian(image[mask])) if mask.any() else 0.0
+
+
 def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
                 background_method: str | None = "median", n_sigma: float = 2.0,
-                nthreads: int = 1) -> np.ndarray | None:
+                nthreads: int = 1, box_size=None) -> np.ndarray | None:
     """The 1/f stripes of one image: median along ``axis`` of the background pixels.
 
     Parameters
@@ -209,12 +247,15 @@ def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
         0: one value per column).
     nseg : int
         Independent segments along ``axis`` (4 to fit amplifiers separately).
-    background_method : {'median', None}
+    background_method : {'median', 'model', None}
         'median': remove (and later restore) the median background level, clipping signal
-        first; None: no background level.
+        first; 'model': the same with a smooth 2-D background (:func:`model_background`), for
+        scenes whose background varies across the lines; None: no background level.
     n_sigma : float
         Clip level for signal in the background-subtracted image (0: none).
     nthreads : int
+    box_size : int or (int, int), optional
+        Box shape of the 'model' background.
 
     Returns
     -------
@@ -228,7 +269,18 @@ def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
         return None
     lo, hi = -np.inf, np.inf
     background = 0.0
-    if background_method is not None:
+    if background_method == "model":
+        # Signal clipped as for 'median', then the medians run on the image less its model.
+        lo, hi = clip_to_background(_sample(image, mask), 3.0, 3.0, lower_half_only=True)
+        mask = mask & (image >= lo) & (image <= hi)
+        if not mask.any():
+            return None
+        image = image - model_background(image, mask, box_size)
+        lo, hi = -np.inf, np.inf
+        if n_sigma > 0:
+            lo, hi = clip_to_background(_sample(image, mask), n_sigma, n_sigma,
+                                        lower_half_only=True)
+    elif background_method is not None:
         sample = _sample(image, mask)
         lo, hi = clip_to_background(sample, 3.0, 3.0, lower_half_only=True)
         kept = sample[(sample >= lo) & (sample <= hi)]
@@ -291,12 +343,30 @@ class CleanFlickerNoiseParams(StepParams):
     fit_method: str = "median"
     fit_by_channel: bool = False
     background_method: str | None = "median"
+    background_box_size: str | None = None   # 'model' boxes: "ny,nx" or "n" (default: <= 32)
     mask_science_regions: bool = False
     apply_flat_field: bool = False
     n_sigma: float = 2.0
     fit_histogram: bool = False
     single_mask: bool = True
     user_mask: str | None = None
+
+
+def _box_size(value) -> tuple[int, int] | None:
+    """``background_box_size`` as (ny, nx): from "ny,nx", "n" or a sequence; None stays None."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+        return None
+    parts = value.replace(",", " ").split() if isinstance(value, str) else list(value)
+    try:
+        sizes = [int(v) for v in parts]
+    except (TypeError, ValueError):
+        sizes = []
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2 or min(sizes) < 1:
+        raise ConfigError(f"step clean_flicker_noise: background_box_size must be one or two "
+                          f"positive integers, got {value!r}")
+    return sizes[0], sizes[1]
 
 
 @dataclass
@@ -306,6 +376,7 @@ class FlickerPlan:
     axis: int = 1
     nseg: int = 1
     background_method: str | None = "median"
+    box_size: tuple[int, int] | None = None
     flat: np.ndarray | None = None
     user_mask: np.ndarray | None = None
     miri_science_only: bool = False
@@ -340,16 +411,16 @@ class CleanFlickerNoiseStep(RampStep):
         method = p.background_method
         if method is not None and str(method).lower() == "none":
             method = None
-        if method not in (None, "median"):
+        if method not in (None, "median", "model"):
             raise ConfigError(f"step clean_flicker_noise: background_method={method!r} is not "
-                              "implemented in jwpipe yet; use 'median' or None")
+                              "implemented in jwpipe yet; use 'median', 'model' or None")
         if p.fit_histogram:
             raise ConfigError("step clean_flicker_noise: fit_histogram is not implemented in "
                               "jwpipe yet")
         exp_type = str(meta.get("exposure.type") or "").upper()
         instrument = str(meta.get("instrument.name") or "").upper()
         miri = instrument == "MIRI" or exp_type.startswith("MIR")
-        plan = FlickerPlan(background_method=method)
+        plan = FlickerPlan(background_method=method, box_size=_box_size(p.background_box_size))
         if miri and exp_type != "MIR_IMAGE":
             plan.status, plan.reason = "SKIPPED", f"EXP_TYPE {exp_type} is not supported"
             return plan
@@ -452,7 +523,7 @@ class CleanFlickerNoiseStep(RampStep):
                 diff /= plan.flat
             mask = scene & ((gdq[j + 1] & _UNUSABLE_GROUP) == 0)
             stripes = fit_stripes(diff, mask, plan.axis, plan.nseg, plan.background_method,
-                                  p.n_sigma, self.threads)
+                                  p.n_sigma, self.threads, plan.box_size)
             if stripes is None:
                 log.warning("clean_flicker_noise: no background pixels in a group difference; "
                             "left uncorrected")
