@@ -5,7 +5,8 @@ Following the reference pipeline's ``median`` method (skipped by default, as the
 1. A draft rate per integration (mean of the usable group differences: no DO_NOT_USE or SATURATED
    group, no JUMP_DET in the later group) and from it a scene mask: finite, non-zero pixels whose
    rate is within [median - 3 sigma, median + ``n_sigma`` sigma] of the 3-sigma clipped
-   statistics (an optional user mask, MIRI non-science pixels).
+   statistics, or of a Gaussian fitted to their histogram (``fit_histogram``); an optional user
+   mask, MIRI non-science pixels.
 2. For each pair of consecutive groups, the difference image (group j+1 - group j) is fitted with
    the mask less its DO_NOT_USE and JUMP_DET pixels: a background level (``background_method``
    'median': clipped with the lower half of the value distribution, as the reference does;
@@ -25,7 +26,7 @@ Differences from the reference: the draft rate is a simple difference mean, not 
 ``single_mask`` the mask comes from the mean rate of the integrations in each block the driver
 streams (all integrations when the step runs on a whole exposure). Not implemented (clear
 ConfigError): ``fit_method='fft'`` (NSClean), ``background_method='median_image'``,
-``fit_histogram``, and masking NIRSpec science regions (needs the WCS).
+and masking NIRSpec science regions (needs the WCS).
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def sigma_clipped_stats(values: np.ndarray, sigma: float = 3.0, maxiters: int = 
 
 
 def clip_to_background(sample: np.ndarray, sigma_lower: float, sigma_upper: float,
-                       lower_half_only: bool = False) -> tuple[float, float]:
+                       lower_half_only: bool = False, fit_histogram: bool = False
+                       ) -> tuple[float, float]:
     """Value limits separating background from signal and bad values.
 
     Parameters
@@ -113,6 +115,10 @@ def clip_to_background(sample: np.ndarray, sigma_lower: float, sigma_upper: floa
     lower_half_only : bool
         Derive centre and sigma from the values at or below the first centre, mirrored about it
         (robust to a long upper tail of faint sources).
+    fit_histogram : bool
+        Take centre and sigma from a Gaussian fitted to the histogram of the values (2000 bins
+        over the clipped centre +- 4 sigma; the clipped mean, not median, as the first centre),
+        as the reference's ``fit_histogram``; the clipped values if the fit fails.
 
     Returns
     -------
@@ -121,14 +127,41 @@ def clip_to_background(sample: np.ndarray, sigma_lower: float, sigma_upper: floa
     """
     if sample.size == 0:
         return -np.inf, np.inf
-    _, center, sigma = sigma_clipped_stats(sample)
+    mean, center, sigma = sigma_clipped_stats(sample)
+    center = mean if fit_histogram else center
+    values = sample
     if lower_half_only:
         low = sample[sample <= center]
-        mirrored = np.concatenate((low - center, center - low)) + center
-        _, center, sigma = sigma_clipped_stats(mirrored)
+        values = np.concatenate((low - center, center - low)) + center
+        mean, center, sigma = sigma_clipped_stats(values)
+        center = mean if fit_histogram else center
     if not np.isfinite(center):
         return -np.inf, np.inf
+    if fit_histogram and sigma > 0:
+        center, sigma = _histogram_peak(values, center, sigma)
     return center - sigma_lower * sigma, center + sigma_upper * sigma
+
+
+def _histogram_peak(values: np.ndarray, center: float, sigma: float) -> tuple[float, float]:
+    """Centre and width of a Gaussian fitted to the histogram of ``values`` near ``center``."""
+    from scipy.optimize import curve_fit
+
+    hist, edges = np.histogram(values, bins=2000, range=(center - 4 * sigma, center + 4 * sigma))
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    peak = int(np.argmax(hist))
+
+    def gaussian(x, amp, mu, width):
+        return amp * np.exp(-0.5 * ((x - mu) / width) ** 2)
+
+    try:
+        (_, mu, width), _ = curve_fit(
+            gaussian, mids, hist, p0=(hist[peak], mids[peak], sigma),
+            bounds=([0, mids[0], 0], [np.inf, mids[-1], mids[-1] - mids[0]]))
+    except (RuntimeError, ValueError):
+        log.error("clean_flicker_noise: Gaussian fit to the histogram failed; using the "
+                  "clipped centre and sigma")
+        return center, sigma
+    return float(mu), float(width)
 
 
 # -- draft rate and scene mask ---------------------------------------------------------------------
@@ -166,8 +199,8 @@ def draft_rate(data: np.ndarray, groupdq: np.ndarray) -> np.ndarray:
         return np.where(count > 0, total / count, np.nan).astype(np.float32)
 
 
-def scene_mask(rate: np.ndarray, n_sigma: float = 2.0, base: np.ndarray | None = None
-               ) -> np.ndarray:
+def scene_mask(rate: np.ndarray, n_sigma: float = 2.0, base: np.ndarray | None = None,
+               fit_histogram: bool = False) -> np.ndarray:
     """Background pixels of a rate image (True = background, usable for the noise fit).
 
     Parameters
@@ -178,6 +211,8 @@ def scene_mask(rate: np.ndarray, n_sigma: float = 2.0, base: np.ndarray | None =
         than 3 sigma below are bad. 0 disables the clipping.
     base : ndarray of shape (ny, nx), bool, optional
         Pixels already excluded (False) before clipping.
+    fit_histogram : bool
+        Clip limits from a Gaussian fit to the histogram (see :func:`clip_to_background`).
 
     Returns
     -------
@@ -187,7 +222,8 @@ def scene_mask(rate: np.ndarray, n_sigma: float = 2.0, base: np.ndarray | None =
     if base is not None:
         mask &= base
     if n_sigma > 0 and mask.any():
-        lo, hi = clip_to_background(_sample(rate, mask), 3.0, n_sigma)
+        lo, hi = clip_to_background(_sample(rate, mask), 3.0, n_sigma,
+                                    fit_histogram=fit_histogram)
         mask &= (rate >= lo) & (rate <= hi)
     return mask
 
@@ -414,9 +450,6 @@ class CleanFlickerNoiseStep(RampStep):
         if method not in (None, "median", "model"):
             raise ConfigError(f"step clean_flicker_noise: background_method={method!r} is not "
                               "implemented in jwpipe yet; use 'median', 'model' or None")
-        if p.fit_histogram:
-            raise ConfigError("step clean_flicker_noise: fit_histogram is not implemented in "
-                              "jwpipe yet")
         exp_type = str(meta.get("exposure.type") or "").upper()
         instrument = str(meta.get("instrument.name") or "").upper()
         miri = instrument == "MIRI" or exp_type.startswith("MIR")
@@ -503,10 +536,10 @@ class CleanFlickerNoiseStep(RampStep):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN pixels stay NaN
                     combined = np.nanmean(np.stack(rates), axis=0) if nb > 1 else rates[0]
-                one = scene_mask(combined, p.n_sigma, base)
+                one = scene_mask(combined, p.n_sigma, base, p.fit_histogram)
                 masks = [one] * nb
             else:
-                masks = [scene_mask(r, p.n_sigma, base) for r in rates]
+                masks = [scene_mask(r, p.n_sigma, base, p.fit_histogram) for r in rates]
         for k in range(nb):
             self._clean_integration(data[k], gdq[k], masks[k], plan)
 
