@@ -240,6 +240,7 @@ def detect_jumps(
     state: JumpState | None = None,
     nthreads: int = 1,
     out=None,
+    mean_diff_out=None,
 ) -> JumpResult:
     """Flag jumps (cosmic rays) in one block of integrations.
 
@@ -327,6 +328,9 @@ def detect_jumps(
     out : ndarray of shape (nb, ngroups, ny, nx), uint8, optional
         Array to write the flagged group DQ into (writeable, C-contiguous, not overlapping
         ``groupdq``), returned as ``result.groupdq``; by default a new array.
+    mean_diff_out : ndarray of shape (nb, ny, nx), float32, optional
+        The same for ``result.mean_diff`` (writeable, C-contiguous; fully overwritten). Arrays
+        made once and passed block after block save paging in fresh memory each time.
 
     Returns
     -------
@@ -397,8 +401,18 @@ def detect_jumps(
         raise ConfigError(f"out must be a writeable C-contiguous uint8 array of shape {gdq.shape}")
     elif np.shares_memory(out, gdq):
         raise ConfigError("out must not overlap groupdq (neighbours are flagged as rows are read)")
+    if mean_diff_out is None:
+        mean_diff = np.empty((nb, ny, nx), np.float32)
+    elif (not isinstance(mean_diff_out, np.ndarray) or mean_diff_out.dtype != np.float32
+          or mean_diff_out.shape != (nb, ny, nx) or not mean_diff_out.flags.c_contiguous
+          or not mean_diff_out.flags.writeable):
+        raise ConfigError("mean_diff_out must be a writeable C-contiguous float32 array of "
+                          f"shape {(nb, ny, nx)}")
+    elif any(np.shares_memory(mean_diff_out, a) for a in (data, gdq, out)):
+        raise ConfigError("mean_diff_out must not overlap data, groupdq or out")
+    else:
+        mean_diff = mean_diff_out
     pdq = np.zeros((ny, nx), np.uint32)
-    mean_diff = np.empty((nb, ny, nx), np.float32)
     pos = [float(rejection_threshold), float(four_group_rejection_threshold),
            float(three_group_rejection_threshold)]
     neg = list(pos)

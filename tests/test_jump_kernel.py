@@ -280,8 +280,8 @@ def test_threads_do_not_change_results():
 
 
 def test_out_array_is_written_and_checked():
-    """``out`` receives the flags (reused, stale contents overwritten); a wrong or overlapping
-    array is refused."""
+    """``out`` receives the flags and ``mean_diff_out`` the mean differences (reused, stale
+    contents overwritten); a wrong or overlapping array is refused."""
     rng = np.random.default_rng(8)
     data, gdq, gain, rn = _random_block(rng, nints=2, ngroups=7, ny=30, nx=90)
     base = detect_jumps(data, gdq, gain, rn, **KW)
@@ -292,6 +292,23 @@ def test_out_array_is_written_and_checked():
     for bad in (out[:1], out.astype(np.uint16), np.asfortranarray(out), gdq):
         with pytest.raises(ConfigError, match="out"):
             detect_jumps(data, gdq, gain, rn, out=bad, **KW)
+    # mean_diff_out likewise (NaN-filled: stale values must all be overwritten).
+    md = np.full(base.mean_diff.shape, np.nan, np.float32)
+    md[0, 0, 0] = 1e30
+    res = detect_jumps(data, gdq, gain, rn, out=out, mean_diff_out=md, **KW)
+    assert res.mean_diff is md
+    np.testing.assert_array_equal(md, base.mean_diff)
+    np.testing.assert_array_equal(res.groupdq, base.groupdq)
+    for bad in (md[:1], md.astype(np.float64), np.asfortranarray(md)):
+        with pytest.raises(ConfigError, match="mean_diff_out"):
+            detect_jumps(data, gdq, gain, rn, mean_diff_out=bad, **KW)
+    # One element shared with the ramps: refused (the kernel reads them while writing).
+    scratch = np.zeros(data.size + md.size, np.float32)
+    ramps = scratch[:data.size].reshape(data.shape)
+    ramps[...] = data
+    shared = scratch[data.size - 1:data.size - 1 + md.size].reshape(md.shape)
+    with pytest.raises(ConfigError, match="overlap"):
+        detect_jumps(ramps, gdq, gain, rn, mean_diff_out=shared, **KW)
 
 
 def test_neighbours_and_after_jump():

@@ -66,7 +66,8 @@ def test_pool_integrations_needs_the_whole_exposure():
 def test_group_dq_array_is_reused_from_block_to_block():
     """The flagged group DQ of a block goes into the array of the block before once that block
     is gone (no new memory to map per block), not while anything still holds it, and the flags
-    are those of a fresh array."""
+    are those of a fresh array; the mean differences go into one array kept from block to
+    block."""
     step = JumpStep()
     setup = _setup(step, 10.0)
     first, second, third = (_ramps(nints=2, seed=s) for s in (1, 2, 3))
@@ -79,8 +80,10 @@ def test_group_dq_array_is_reused_from_block_to_block():
     del held, out1
     buffer = weakref.ref(out2)
     del out2
+    mean_diff = weakref.ref(setup.buffers.take("mean_diff", (2, 96, 96), np.float32))
     out3 = _run(step, setup, third)
     assert out3 is buffer()
+    assert setup.buffers.take("mean_diff", (2, 96, 96), np.float32) is mean_diff()
     np.testing.assert_array_equal(out3, _run(step, _setup(step, 10.0), third))
     assert (out3 != 0).any()
     step.release(setup)

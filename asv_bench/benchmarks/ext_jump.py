@@ -50,6 +50,7 @@ class JumpFullFrame:
         detect_jumps(self.data[:, :, :64], self.gdq[:, :, :64], self.gain[:64], self.rn[:64],
                      group_time=TGROUP, frame_time=TGROUP, nframes=1)  # warm up
         self.out = np.zeros_like(self.gdq)
+        self.mean_diff = np.zeros(self.data.shape[:1] + self.data.shape[2:], np.float32)
 
     def _run(self, nthreads):
         return self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
@@ -59,10 +60,12 @@ class JumpFullFrame:
         self._run(nthreads)
 
     def time_detect_into(self, nthreads):
-        """The same into an ``out`` array made (and paged in) once: the kernel without the
-        first-touch cost of a new 42 MB result (about 3 ms here per call on two threads)."""
+        """The same into ``out`` and ``mean_diff_out`` arrays made (and paged in) once: the
+        kernel without the first-touch cost of 58 MB of new results (about 5 ms here per call
+        on two threads), as the jump step runs it on its blocks."""
         self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
-                    frame_time=TGROUP, nframes=1, nthreads=nthreads, out=self.out)
+                    frame_time=TGROUP, nframes=1, nthreads=nthreads, out=self.out,
+                    mean_diff_out=self.mean_diff)
 
     def time_detect_columns_into(self, nthreads):
         """As ``time_detect_into`` with the common-mode lines along columns and four outputs
@@ -70,7 +73,7 @@ class JumpFullFrame:
         pass of their own over the ramp (rows are done with the detection, in one pass)."""
         self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
                     frame_time=TGROUP, nframes=1, fast_axis=2, noutputs=4, nthreads=nthreads,
-                    out=self.out)
+                    out=self.out, mean_diff_out=self.mean_diff)
 
     def peakmem_detect(self, nthreads):
         self._run(nthreads)

@@ -93,7 +93,7 @@ class _JumpSetup:
     n_jumps: int = 0
     n_snowballs: int = 0
     n_showers: int = 0
-    # The flagged group DQ goes into an array reused from block to block.
+    # The flagged group DQ and the mean differences go into arrays reused from block to block.
     buffers: BlockBuffers | None = field(default_factory=BlockBuffers)
 
 
@@ -162,10 +162,12 @@ class JumpStep(RampStep):
             scale = block.extras.get("read_variance_scale", 1.0)
             setup.ramp_readnoise = (setup.readnoise * np.sqrt(scale, dtype=np.float32)
                                     if np.any(np.asarray(scale) != 1.0) else setup.readnoise)
-        out = setup.buffers.take("groupdq", block.groupdq.shape, np.uint8)
+        shape = block.groupdq.shape
+        out = setup.buffers.take("groupdq", shape, np.uint8)
+        mean_diff = setup.buffers.take("mean_diff", (shape[0],) + shape[2:], np.float32)
         result = detect_jumps(block.data, block.groupdq, setup.gain, setup.ramp_readnoise,
                               pixeldq=block.pixeldq, state=setup.state, nthreads=self.threads,
-                              out=out, **setup.options)
+                              out=out, mean_diff_out=mean_diff, **setup.options)
         block.groupdq = result.groupdq  # `out`, the block's until the next block
         block.pixeldq |= result.pixeldq
         setup.state = result.state
