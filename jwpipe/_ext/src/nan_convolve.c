@@ -81,11 +81,14 @@ int jw_nan_convolve(const double *image, long ny, long nx, const double *kernel,
                     for (long x = 0; x < nx; x++) norm[x] += wt;
                     continue;
                 }
+                /* Inside the image a plain multiply-add (it vectorises); the columns whose tap
+                 * falls outside count as good. */
                 const double *src = good + (size_t)yy * nx;
-                for (long x = 0; x < nx; x++) {
-                    const long xs = x + dx[t];
-                    norm[x] += (xs < 0 || xs >= nx) ? wt : wt * src[xs];
-                }
+                const long x0 = dx[t] < 0 ? (-dx[t] < nx ? -dx[t] : nx) : 0;
+                const long x1 = dx[t] > 0 ? (nx - dx[t] > 0 ? nx - dx[t] : 0) : nx;
+                for (long x = 0; x < x0; x++) norm[x] += wt;
+                for (long x = x0; x < x1; x++) norm[x] += wt * src[x + dx[t]];
+                for (long x = x1 > x0 ? x1 : x0; x < nx; x++) norm[x] += wt;
             }
             double *row = out + (size_t)y * nx;
             const double *img = image + (size_t)y * nx;
