@@ -108,7 +108,6 @@ Deviations from the reference pipeline (stcal 1.x ``twopoint_difference``), on p
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from statistics import NormalDist
 
@@ -636,13 +635,14 @@ def _ring_kernel(inner: float, width: float) -> np.ndarray:
     return k / k.sum()
 
 
-def _nan_convolve(image: np.ndarray, kernel: np.ndarray, nthreads: int = 1) -> np.ndarray:
+def _nan_convolve(image: np.ndarray, kernel: np.ndarray, nthreads: int = 1,
+                  out: np.ndarray | None = None) -> np.ndarray:
     """Convolution normalised over the finite pixels (outside the image counts as valid zero
     weight, as in the reference); NaN where the input is NaN. Evaluated directly over the
     kernel's taps (compiled; the reference uses FFT convolutions, equal to rounding)."""
     kernel = np.ascontiguousarray(kernel, np.float64)
     return nan_convolve(np.ascontiguousarray(image, np.float64), kernel,
-                        1e-3 * float(kernel.mean()), nthreads)
+                        1e-3 * float(kernel.mean()), nthreads, out)
 
 
 def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
@@ -660,19 +660,29 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
         g64 = np.where(good_gain, gain, np.nan).astype(np.float64)
         lam = np.maximum(mean_diff.astype(np.float64) * g64, 0.0)
         sigma = np.sqrt(lam * (1 - 2 * c) + 2 * s_read * g64 * g64) / g64  # DN
+    del g64, lam
     ignore = np.zeros((ny, nx), bool)
     if pixeldq is not None:
         ignore = (pixeldq & (dq.DO_NOT_USE | dq.REFERENCE_PIXEL)) != 0
     kernel = _ring_kernel(inner, width)
     first_good = next((g for g in range(ngroups) if not dnu_planes[g]), ngroups)
     found = []
+    # Planes reused from group to group (a full frame is 8 MB each in float64).
+    ratio = np.empty((ny, nx), np.float64)
+    smooth = np.empty((ny, nx), np.float64)
+    keep = np.empty((ny, nx), bool)
     for g in range(first_good + 1, ngroups):
         usable = ((before[g] & bad) == 0) & ((before[g - 1] & bad) == 0) & ~ignore
         with np.errstate(invalid="ignore", divide="ignore"):
-            diff = data_int[g].astype(np.float64) - data_int[g - 1]
-            ratio = np.abs(diff - mean_diff) / sigma
-        ratio[~usable | ~np.isfinite(ratio)] = np.nan
-        smooth = _nan_convolve(ratio, kernel, nthreads)
+            # |d - mean| / sigma in float64, as (d_g as float64 - d_g-1) - mean, in place.
+            np.subtract(data_int[g], data_int[g - 1], out=ratio, dtype=np.float64)
+            np.subtract(ratio, mean_diff, out=ratio)
+            np.abs(ratio, out=ratio)
+            np.divide(ratio, sigma, out=ratio)
+        np.isfinite(ratio, out=keep)
+        keep &= usable
+        ratio[~keep] = np.nan
+        _nan_convolve(ratio, kernel, nthreads, out=smooth)
         with np.errstate(invalid="ignore"):
             extended = smooth > snr_threshold
         for e in _regions(np.flatnonzero(extended), (ny, nx), min_area):
@@ -689,12 +699,28 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
     if found:
         # Undo the flags where they change the mean difference by more than a shower could.
         def mean_rate(flags):
-            vals = np.where((flags & bad) == 0, data_int.astype(np.float64), np.nan)
-            with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                return np.nanmean(np.diff(vals, axis=0), axis=0)
+            """Mean of the differences between groups without SATURATED, DO_NOT_USE or JUMP_DET,
+            group by group (nanmean's sum in group order, then / count; NaN for none) rather
+            than over a float64 copy of the whole ramp and of its differences."""
+            total = np.zeros((ny, nx), np.float64)
+            count = np.zeros((ny, nx), np.float64)
+            step = np.empty((ny, nx), np.float64)
+            ok_prev = (flags[0] & bad) == 0
+            for g in range(1, ngroups):
+                ok = (flags[g] & bad) == 0
+                both = ok & ok_prev
+                with np.errstate(invalid="ignore"):
+                    np.subtract(data_int[g], data_int[g - 1], out=step, dtype=np.float64)
+                both &= ~np.isnan(step)  # NaN data: left out, as nanmean leaves it out
+                step[~both] = 0.0
+                total += step
+                count += both
+                ok_prev = ok
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return total / count
 
-        change = np.abs(mean_rate(before) - mean_rate(gdq_int))
+        with np.errstate(invalid="ignore"):  # inf - inf: NaN, reverted below
+            change = np.abs(mean_rate(before) - mean_rate(gdq_int))
         revert = ~np.isfinite(change) | (change > max_amplitude)
         revert &= np.any(gdq_int != before, axis=0)
         gdq_int[:, revert] = before[:, revert]

@@ -12,4 +12,5 @@ def nan_convolve(
     kernel: npt.NDArray[np.float64],
     min_norm: float,
     nthreads: int = 1,
+    out: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]: ...

@@ -87,7 +87,7 @@ def label_pixels(const int64_t[::1] lin, int64_t ny, int64_t nx):
 
 
 def nan_convolve(const double[:, ::1] image, const double[:, ::1] kernel, double min_norm,
-                 int nthreads=1):
+                 int nthreads=1, out=None):
     """Convolution of ``image`` normalised over its finite pixels.
 
     Parameters
@@ -99,6 +99,8 @@ def nan_convolve(const double[:, ::1] image, const double[:, ::1] kernel, double
     min_norm : float
         The result is NaN where the summed weight of the contributing pixels is not above this.
     nthreads : int
+    out : ndarray of shape (ny, nx), float64, optional
+        C-contiguous array to write the result into (not ``image``); by default a new one.
 
     Returns
     -------
@@ -111,7 +113,10 @@ def nan_convolve(const double[:, ::1] image, const double[:, ::1] kernel, double
     cdef int k = <int>kernel.shape[0], status
     if kernel.shape[1] != k or k % 2 == 0:
         raise ValueError("nan_convolve: the kernel must be square with an odd size")
-    out = np.empty((ny, nx), np.float64)
+    if out is None:
+        out = np.empty((ny, nx), np.float64)
+    elif out.shape != (ny, nx) or np.shares_memory(out, np.asarray(image)):
+        raise ValueError("nan_convolve: out must have the image's shape and not overlap it")
     cdef double[:, ::1] o = out
     if ny == 0 or nx == 0:
         return out
