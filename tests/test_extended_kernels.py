@@ -122,6 +122,12 @@ def test_nan_convolve_matches_fft_formulation(shape, nthreads):
     want = _scipy_nan_convolve(image, kernel)
     np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
     np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    # Into a given array (stale contents overwritten): the same values; not over the image.
+    out = np.full(shape, 1e300)
+    assert nan_convolve(image, kernel, 1e-3 * kernel.mean(), nthreads, out) is out
+    np.testing.assert_array_equal(out, got)
+    with pytest.raises(ValueError, match="out"):
+        nan_convolve(image, kernel, 1e-3 * kernel.mean(), nthreads, image)
 
 
 def test_nan_convolve_of_a_constant_is_the_constant_and_rejects_even_kernels():
