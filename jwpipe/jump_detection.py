@@ -654,7 +654,6 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
     dnu_planes = [bool(np.all(gdq_int[g] & _DNU)) for g in range(ngroups)]
     if (ngroups - 1) - sum(dnu_planes) < 10:
         return 0
-    before = gdq_int.copy()
     with np.errstate(invalid="ignore"):
         good_gain = np.isfinite(gain) & (gain > 0)
         g64 = np.where(good_gain, gain, np.nan).astype(np.float64)
@@ -672,7 +671,8 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
     smooth = np.empty((ny, nx), np.float64)
     keep = np.empty((ny, nx), bool)
     for g in range(first_good + 1, ngroups):
-        usable = ((before[g] & bad) == 0) & ((before[g - 1] & bad) == 0) & ~ignore
+        # The search reads the flags as they came in: they change only after it.
+        usable = ((gdq_int[g] & bad) == 0) & ((gdq_int[g - 1] & bad) == 0) & ~ignore
         with np.errstate(invalid="ignore", divide="ignore"):
             # |d - mean| / sigma in float64, as (d_g as float64 - d_g-1) - mean, in place.
             np.subtract(data_int[g], data_int[g - 1], out=ratio, dtype=np.float64)
@@ -687,6 +687,9 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
             extended = smooth > snr_threshold
         for e in _regions(np.flatnonzero(extended), (ny, nx), min_area):
             found.append((g, e))
+    if not found:
+        return 0
+    before = gdq_int.copy()  # for the revert test below (only when there is something to undo)
     for g, e in found:
         major, minor = _expanded_axes(e, expand_ratio, max_radius)
         sl, m = _ellipse_mask((ny, nx), e.cy, e.cx, major, minor, e.theta)
@@ -696,32 +699,31 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
             plane = gdq_int[g2][sl]
             sel = m & ((plane & (_SAT | _DNU)) == 0)
             plane[sel] |= _JUMP
-    if found:
-        # Undo the flags where they change the mean difference by more than a shower could.
-        def mean_rate(flags):
-            """Mean of the differences between groups without SATURATED, DO_NOT_USE or JUMP_DET,
-            group by group (nanmean's sum in group order, then / count; NaN for none) rather
-            than over a float64 copy of the whole ramp and of its differences."""
-            total = np.zeros((ny, nx), np.float64)
-            count = np.zeros((ny, nx), np.float64)
-            step = np.empty((ny, nx), np.float64)
-            ok_prev = (flags[0] & bad) == 0
-            for g in range(1, ngroups):
-                ok = (flags[g] & bad) == 0
-                both = ok & ok_prev
-                with np.errstate(invalid="ignore"):
-                    np.subtract(data_int[g], data_int[g - 1], out=step, dtype=np.float64)
-                both &= ~np.isnan(step)  # NaN data: left out, as nanmean leaves it out
-                step[~both] = 0.0
-                total += step
-                count += both
-                ok_prev = ok
-            with np.errstate(invalid="ignore", divide="ignore"):
-                return total / count
+    # Undo the flags where they change the mean difference by more than a shower could.
+    def mean_rate(flags):
+        """Mean of the differences between groups without SATURATED, DO_NOT_USE or JUMP_DET,
+        group by group (nanmean's sum in group order, then / count; NaN for none) rather
+        than over a float64 copy of the whole ramp and of its differences."""
+        total = np.zeros((ny, nx), np.float64)
+        count = np.zeros((ny, nx), np.float64)
+        step = np.empty((ny, nx), np.float64)
+        ok_prev = (flags[0] & bad) == 0
+        for g in range(1, ngroups):
+            ok = (flags[g] & bad) == 0
+            both = ok & ok_prev
+            with np.errstate(invalid="ignore"):
+                np.subtract(data_int[g], data_int[g - 1], out=step, dtype=np.float64)
+            both &= ~np.isnan(step)  # NaN data: left out, as nanmean leaves it out
+            step[~both] = 0.0
+            total += step
+            count += both
+            ok_prev = ok
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return total / count
 
-        with np.errstate(invalid="ignore"):  # inf - inf: NaN, reverted below
-            change = np.abs(mean_rate(before) - mean_rate(gdq_int))
-        revert = ~np.isfinite(change) | (change > max_amplitude)
-        revert &= np.any(gdq_int != before, axis=0)
-        gdq_int[:, revert] = before[:, revert]
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN, reverted below
+        change = np.abs(mean_rate(before) - mean_rate(gdq_int))
+    revert = ~np.isfinite(change) | (change > max_amplitude)
+    revert &= np.any(gdq_int != before, axis=0)
+    gdq_int[:, revert] = before[:, revert]
     return len(found)
