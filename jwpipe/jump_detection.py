@@ -115,7 +115,7 @@ import numpy as np
 
 from . import dq
 from ._ext import _jump
-from ._ext._extended import flagged_indices, label_pixels, nan_convolve
+from ._ext._extended import flagged_indices, label_pixels, nan_convolve, shower_ratio
 from .errors import ConfigError, DataShapeError
 
 __all__ = ["JumpState", "JumpResult", "detect_jumps"]
@@ -669,19 +669,15 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
     # Planes reused from group to group (a full frame is 8 MB each in float64).
     ratio = np.empty((ny, nx), np.float64)
     smooth = np.empty((ny, nx), np.float64)
-    keep = np.empty((ny, nx), bool)
+    data_int = np.ascontiguousarray(data_int, np.float32)
+    mean_diff = np.ascontiguousarray(mean_diff, np.float32)
+    sigma = np.ascontiguousarray(sigma, np.float64)
     for g in range(first_good + 1, ngroups):
-        # The search reads the flags as they came in: they change only after it.
-        usable = ((gdq_int[g] & bad) == 0) & ((gdq_int[g - 1] & bad) == 0) & ~ignore
-        with np.errstate(invalid="ignore", divide="ignore"):
-            # |d - mean| / sigma in float64, as (d_g as float64 - d_g-1) - mean, in place.
-            np.subtract(data_int[g], data_int[g - 1], out=ratio, dtype=np.float64)
-            np.subtract(ratio, mean_diff, out=ratio)
-            np.abs(ratio, out=ratio)
-            np.divide(ratio, sigma, out=ratio)
-        np.isfinite(ratio, out=keep)
-        keep &= usable
-        ratio[~keep] = np.nan
+        # |(d_g - d_g-1) - mean| / sigma in float64 where both groups are usable, else NaN
+        # (compiled, one pass). The search reads the flags as they came in: they change only
+        # after it.
+        shower_ratio(data_int[g - 1], data_int[g], gdq_int[g - 1], gdq_int[g], ignore,
+                     mean_diff, sigma, bad, ratio, nthreads)
         _nan_convolve(ratio, kernel, nthreads, out=smooth)
         with np.errstate(invalid="ignore"):
             extended = smooth > snr_threshold

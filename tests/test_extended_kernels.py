@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from jwpipe._ext._extended import flagged_indices, label_pixels, nan_convolve
+from jwpipe._ext._extended import flagged_indices, label_pixels, nan_convolve, shower_ratio
 
 
 def _flood_fill_labels(mask):
@@ -144,3 +144,32 @@ def test_nan_convolve_of_a_constant_is_the_constant_and_rejects_even_kernels():
     assert out[0, 0] == pytest.approx(2.25) and out[0, 15] == pytest.approx(3.375)
     with pytest.raises(ValueError, match="odd"):
         nan_convolve(image, np.ones((4, 4)) / 16, 0.0)
+
+
+@pytest.mark.parametrize("nthreads", [1, 2])
+def test_shower_ratio_is_the_numpy_expression(nthreads):
+    """|(d1 - d0) - mean| / sigma in float64 where neither group is flagged bad and the pixel
+    is not ignored, NaN elsewhere and where not finite (NaN data, zero or NaN sigma): equal to
+    the NumPy expression bit for bit."""
+    rng = np.random.default_rng(4)
+    shape = (300, 301)
+    d0, d1 = (rng.normal(100, 20, shape).astype(np.float32) for _ in range(2))
+    d1[rng.random(shape) < 0.02] = np.nan
+    q0, q1 = ((rng.random(shape) < 0.05) * rng.choice([1, 2, 4], shape)).astype(np.uint8), \
+        ((rng.random(shape) < 0.05) * rng.choice([1, 2, 4, 8], shape)).astype(np.uint8)
+    ignore = rng.random(shape) < 0.03
+    mean = rng.normal(1, 2, shape).astype(np.float32)
+    sigma = rng.uniform(1, 5, shape)
+    sigma[rng.random(shape) < 0.01] = 0.0
+    sigma[rng.random(shape) < 0.01] = np.nan
+    bad = 1 | 2 | 4
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = np.abs(d1.astype(np.float64) - d0 - mean) / sigma
+    want[((q0 | q1) & bad).astype(bool) | ignore | ~np.isfinite(want)] = np.nan
+    out = np.full(shape, 7.0)
+    shower_ratio(d0, d1, q0, q1, ignore, mean, sigma, bad, out, nthreads)
+    np.testing.assert_array_equal(out, want)
+    shower_ratio(d0, d1, q0, q1, None, mean, sigma, bad, out, nthreads)
+    assert np.isnan(want).sum() > np.isnan(out).sum()  # the ignored pixels now count
+    with pytest.raises(ValueError, match="shape"):
+        shower_ratio(d0, d1[:-1], q0, q1, None, mean, sigma, bad, out, nthreads)

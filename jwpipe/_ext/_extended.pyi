@@ -14,3 +14,15 @@ def nan_convolve(
     nthreads: int = 1,
     out: npt.NDArray[np.float64] | None = None,
 ) -> npt.NDArray[np.float64]: ...
+def shower_ratio(
+    d0: npt.NDArray[np.float32],
+    d1: npt.NDArray[np.float32],
+    q0: npt.NDArray[np.uint8],
+    q1: npt.NDArray[np.uint8],
+    ignore: npt.NDArray[np.bool_] | npt.NDArray[np.uint8] | None,
+    mean_diff: npt.NDArray[np.float32],
+    sigma: npt.NDArray[np.float64],
+    bad: int,
+    out: npt.NDArray[np.float64],
+    nthreads: int = 1,
+) -> None: ...

@@ -15,6 +15,9 @@ cdef extern from "label.h" nogil:
 cdef extern from "nan_convolve.h" nogil:
     int jw_nan_convolve(const double *image, long ny, long nx, const double *kernel, int ksize,
                         double min_norm, double *out, int nthreads)
+    int jw_shower_ratio(const float *d0, const float *d1, const uint8_t *q0, const uint8_t *q1,
+                        const uint8_t *ignore, const float *mean_diff, const double *sigma,
+                        uint8_t bad, long npix, double *out, int nthreads)
 
 
 def flagged_indices(const uint8_t[:, ::1] a, const uint8_t[:, ::1] b, int bits):
@@ -128,3 +131,31 @@ def nan_convolve(const double[:, ::1] image, const double[:, ::1] kernel, double
     if status != JW_OK:
         raise ValueError("nan_convolve: invalid shapes")
     return out
+
+
+def shower_ratio(const float[:, ::1] d0, const float[:, ::1] d1, const uint8_t[:, ::1] q0,
+                 const uint8_t[:, ::1] q1, ignore, const float[:, ::1] mean_diff,
+                 const double[:, ::1] sigma, int bad, double[:, ::1] out, int nthreads=1):
+    """The shower statistic of one group difference, into ``out`` (ny, nx) float64:
+    ``|(d1 - d0) - mean_diff| / sigma`` in float64 where neither group's DQ has a ``bad`` bit
+    and ``ignore`` (a uint8 or bool (ny, nx) array, or None) is not set; NaN elsewhere and
+    where the value is not finite. All arrays (ny, nx) and C-contiguous."""
+    cdef long ny = d0.shape[0], nx = d0.shape[1]
+    if not (d1.shape[0] == q0.shape[0] == q1.shape[0] == mean_diff.shape[0] == sigma.shape[0]
+            == out.shape[0] == ny and d1.shape[1] == q0.shape[1] == q1.shape[1]
+            == mean_diff.shape[1] == sigma.shape[1] == out.shape[1] == nx):
+        raise ValueError("shower_ratio: every array must have the shape of d0")
+    cdef const uint8_t[:, ::1] ign
+    cdef const uint8_t *ip = NULL
+    if ignore is not None:
+        ign = np.ascontiguousarray(ignore).view(np.uint8)
+        if ign.shape[0] != ny or ign.shape[1] != nx:
+            raise ValueError("shower_ratio: every array must have the shape of d0")
+        if ny * nx > 0:
+            ip = &ign[0, 0]
+    if ny * nx == 0:
+        return
+    cdef uint8_t b = <uint8_t>bad
+    with nogil:
+        jw_shower_ratio(&d0[0, 0], &d1[0, 0], &q0[0, 0], &q1[0, 0], ip, &mean_diff[0, 0],
+                        &sigma[0, 0], b, ny * nx, &out[0, 0], nthreads)

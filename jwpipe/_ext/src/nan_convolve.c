@@ -97,3 +97,19 @@ int jw_nan_convolve(const double *image, long ny, long nx, const double *kernel,
     free(dy); free(dx); free(w);
     return status;
 }
+
+int jw_shower_ratio(const float *d0, const float *d1, const uint8_t *q0, const uint8_t *q1,
+                    const uint8_t *ignore, const float *mean_diff, const double *sigma,
+                    uint8_t bad, long npix, double *out, int nthreads)
+{
+    if (npix < 0) return JW_ERR_SHAPE;
+    (void)nthreads;
+    #pragma omp parallel for num_threads(nthreads) schedule(static) if (npix > 65536)
+    for (long p = 0; p < npix; p++) {
+        const double r = fabs(((double)d1[p] - (double)d0[p]) - (double)mean_diff[p]) / sigma[p];
+        const int use = !((q0[p] | q1[p]) & bad) && !(ignore != NULL && ignore[p]) &&
+                        isfinite(r);
+        out[p] = use ? r : NAN;
+    }
+    return JW_OK;
+}
