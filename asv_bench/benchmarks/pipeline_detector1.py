@@ -22,7 +22,7 @@ workload                                               pipeline    whole process
 =====================================================  ==========  =============  ======
 NIRCam NRCA1 FULL 2048x2048, BRIGHT2, 10 groups x 1     --          1.30 s (19x)   398 MB
 NIRCam SUB160, RAPID, 10 groups x 3 ints                0.12 s      0.52 s         80 MB
-MIRI imager FULL 1032x1024, FASTR1, 20 groups x 1       0.63-0.70 s 1.13-1.30 s    299 MB
+MIRI imager FULL 1032x1024, FASTR1, 20 groups x 1       0.56-0.58 s 1.14 s         298 MB
 NIRISS SOSS SUBSTRIP256 (256x2048), 5 groups x 50       1.7-1.9 s*  2.5 s*         290 MB*
 256x2048, 5 groups, 10 / 1000 integrations (streamed)   --          1.1 / 52-61 s* 265 / 270 MB
 the same, flat mode on compressed btrfs, 10 / 1000 (+)  --          1.4 / 97 s     318 / 264 MB
