@@ -393,24 +393,10 @@ def detect_jumps(
 
     n1 = int(after_jump_flag_time1 // group_time)
     n2 = int(after_jump_flag_time2 // group_time)
-    if out is None:
-        out = np.empty_like(gdq)
-    elif (not isinstance(out, np.ndarray) or out.dtype != np.uint8 or out.shape != gdq.shape
-          or not out.flags.c_contiguous or not out.flags.writeable):
-        raise ConfigError(f"out must be a writeable C-contiguous uint8 array of shape {gdq.shape}")
-    elif np.shares_memory(out, gdq):
-        raise ConfigError("out must not overlap groupdq (neighbours are flagged as rows are read)")
-    if mean_diff_out is None:
-        mean_diff = np.empty((nb, ny, nx), np.float32)
-    elif (not isinstance(mean_diff_out, np.ndarray) or mean_diff_out.dtype != np.float32
-          or mean_diff_out.shape != (nb, ny, nx) or not mean_diff_out.flags.c_contiguous
-          or not mean_diff_out.flags.writeable):
-        raise ConfigError("mean_diff_out must be a writeable C-contiguous float32 array of "
-                          f"shape {(nb, ny, nx)}")
-    elif any(np.shares_memory(mean_diff_out, a) for a in (data, gdq, out)):
-        raise ConfigError("mean_diff_out must not overlap data, groupdq or out")
-    else:
-        mean_diff = mean_diff_out
+    # Neighbours are flagged in `out` as rows of groupdq are read: no overlap.
+    out = _output_array(out, "out", np.uint8, gdq.shape, {"groupdq": gdq})
+    mean_diff = _output_array(mean_diff_out, "mean_diff_out", np.float32, (nb, ny, nx),
+                              {"data": data, "groupdq": gdq, "out": out})
     pdq = np.zeros((ny, nx), np.uint32)
     pos = [float(rejection_threshold), float(four_group_rejection_threshold),
            float(three_group_rejection_threshold)]
@@ -478,6 +464,21 @@ def detect_jumps(
                 max_radius=2 * max_extended_radius, nthreads=int(nthreads))
     new_state = JumpState(snowball_cores=cores if expand_large_events else state.snowball_cores)
     return JumpResult(out, pdq, int(n_jumps), n_snow, n_show, mean_diff, new_state)
+
+
+def _output_array(array, name: str, dtype, shape: tuple, inputs: dict) -> np.ndarray:
+    """``array`` checked as an output of ``dtype`` and ``shape`` (writeable, C-contiguous, not
+    overlapping any of ``inputs``), or a new one when None; ConfigError naming ``name``."""
+    if array is None:
+        return np.empty(shape, dtype)
+    dtype = np.dtype(dtype)
+    if (not isinstance(array, np.ndarray) or array.dtype != dtype or array.shape != shape
+            or not array.flags.c_contiguous or not array.flags.writeable):
+        raise ConfigError(f"{name} must be a writeable C-contiguous {dtype.name} array of "
+                          f"shape {shape}")
+    if any(np.shares_memory(array, a) for a in inputs.values()):
+        raise ConfigError(f"{name} must not overlap {', '.join(inputs)}")
+    return array
 
 
 def one_sided_threshold(t: float, ntests: int = 1) -> float:

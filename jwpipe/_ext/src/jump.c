@@ -799,6 +799,27 @@ static inline void line_resid(int np, float *R rk, float *R wk, const float *R m
 }
 #undef R
 
+/* Differences, per-pixel model and residuals of np contiguous pixels (v, q: their group 0;
+ * groups `plane` apart): the differences' residuals d_k - m into res + k kstride and their
+ * weights into wgt + k kstride; ng, cnt, sum, mx, mn: np floats of scratch. */
+#if defined(__GNUC__)
+__attribute__((always_inline))  /* compiled into each clone of its callers */
+#endif
+static inline void line_pixels(int np, const float *v, const uint8_t *q, size_t plane,
+                               const float *gain, const float *rn, int nd, float *res,
+                               float *wgt, size_t kstride, float *ng, float *cnt, float *sum,
+                               float *mx, float *mn, float c, int nframes, float mgroups)
+{
+    for (int k = 0; k < nd; k++)
+        line_diff(np, v + (size_t)k * plane, v + (size_t)(k + 1) * plane, q + (size_t)k * plane,
+                  q + (size_t)(k + 1) * plane, res + (size_t)k * kstride,
+                  wgt + (size_t)k * kstride, ng, cnt, sum, mx, mn, k == 0);
+    line_model(np, gain, rn, ng, sum, cnt, mx, mn, mgroups, 1.0f - 2.0f * c,
+               1.0f / (float)nframes);
+    for (int k = 0; k < nd; k++)
+        line_resid(np, res + (size_t)k * kstride, wgt + (size_t)k * kstride, sum, cnt);
+}
+
 /* Common-mode offsets of one row (npix pixels from `first`, a pixel index into the (ny, nx)
  * plane) of integration i: out[k * kstride + seg] for each difference k and segment.
  * buf: per-thread buffer of line_buf_floats(G, npix) floats. */
@@ -821,18 +842,9 @@ static void line_offsets_one(const float *data, const uint8_t *gdq, const float 
      * accumulators and the chunk's rows stay in L1 across the differences. */
     for (int c0 = 0; c0 < npix; c0 += LINE_CHUNK) {
         const int cw = npix - c0 < LINE_CHUNK ? npix - c0 : LINE_CHUNK;
-        const float *sc = src + c0;
-        const uint8_t *qc = qs + c0;
-        for (int k = 0; k < nd; k++)
-            line_diff(cw, sc + (size_t)k * plane, sc + (size_t)(k + 1) * plane,
-                      qc + (size_t)k * plane, qc + (size_t)(k + 1) * plane,
-                      res + (size_t)k * NP + c0, wgt + (size_t)k * NP + c0, ng + c0, cnt + c0,
-                      sum + c0, mx + c0, mn + c0, k == 0);
-        line_model(cw, gain + first + c0, rn + first + c0, ng + c0, sum + c0, cnt + c0, mx + c0, mn + c0, mgroups, 1.0f - 2.0f * c,
-                   1.0f / (float)nframes);
-        for (int k = 0; k < nd; k++)
-            line_resid(cw, res + (size_t)k * NP + c0, wgt + (size_t)k * NP + c0, sum + c0,
-                       cnt + c0);
+        line_pixels(cw, src + c0, qs + c0, plane, gain + first + c0, rn + first + c0, nd,
+                    res + c0, wgt + c0, NP, ng + c0, cnt + c0, sum + c0, mx + c0, mn + c0, c,
+                    nframes, mgroups);
     }
     /* Per difference and segment: inverse-variance weighted mean, clipped at 5 sigma of each
      * pixel around 0 (which the offsets are small compared with), then at 4 sigma around that
@@ -873,9 +885,9 @@ static int column_block_width(int nd, int rows)
 #if defined(__GNUC__)
 __attribute__((always_inline))  /* compiled into each clone of column_block_offsets */
 #endif
-static inline void column_clipped_means(const float *restrict rk, const float *restrict wk, int W,
-                                 int p0, int p1, const float *restrict off, float clip2,
-                                 float *restrict acc, float *restrict o)
+static inline void column_clipped_means(const float *restrict rk, const float *restrict wk,
+                                        int W, int p0, int p1, const float *restrict off,
+                                        float clip2, float *restrict acc, float *restrict o)
 {
     float *restrict sw = acc, *restrict swr = acc + (size_t)LANES * W;
     float *restrict sc = swr + (size_t)LANES * W;
@@ -945,15 +957,9 @@ static void column_block_offsets(const float *data, const uint8_t *gdq, const fl
                     for (int x = 0; x < W; x += 64) __builtin_prefetch(gdq + a2 + x, 0, 3);
                 }
 #endif
-            for (int k = 0; k < nd; k++)
-                line_diff(W, data + at + (size_t)k * plane,
-                          data + at + (size_t)(k + 1) * plane, gdq + at + (size_t)k * plane,
-                          gdq + at + (size_t)(k + 1) * plane, res + (size_t)k * kw + r,
-                          wgt + (size_t)k * kw + r, ng, cnt, sum, mx, mn, k == 0);
-            line_model(W, gain + (size_t)y * nx + x0, rn + (size_t)y * nx + x0, ng, sum, cnt, mx,
-                       mn, mgroups, 1.0f - 2.0f * c, 1.0f / (float)nframes);
-            for (int k = 0; k < nd; k++)
-                line_resid(W, res + (size_t)k * kw + r, wgt + (size_t)k * kw + r, sum, cnt);
+            line_pixels(W, data + at, gdq + at, plane, gain + (size_t)y * nx + x0,
+                        rn + (size_t)y * nx + x0, nd, res + r, wgt + r, kw, ng, cnt, sum, mx, mn,
+                        c, nframes, mgroups);
         }
         for (int k = 0; k < nd; k++) {
             const float *rk = res + (size_t)k * kw, *wk = wgt + (size_t)k * kw;
