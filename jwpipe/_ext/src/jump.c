@@ -690,8 +690,46 @@ static size_t line_buf_floats(int G, int npix)
     return (2 * (size_t)(G > 1 ? G - 1 : 1) + 5) * line_stride(npix);
 }
 
-/* Clipped weighted sums over [p0, p1): LANES independent partial sums added in a fixed order
- * (vectorised, and the same for any thread count). Returns the offset, 0 with too few pixels. */
+/* A clipped weighted sum keeps LANES partial sums (of w, w x and the count of pixels kept),
+ * filled pixel by pixel from the segment's start: in the main part pixel p - p0 goes to lane
+ * (p - p0) % LANES, the tail after the last whole LANES to lanes 0, 1, ...; the lanes are then
+ * added in order in double precision. Vectorised, and the same for any thread count. These
+ * three helpers are its arithmetic, shared by the row (line_clipped_mean) and column
+ * (column_clipped_means) versions so that both give the same offsets. */
+#define CLIP_MAIN(w, x, off, clip2, sw, swr, sc)                                                   \
+    do {                                                                                          \
+        const float e_ = (x) - (off);                                                             \
+        /* w >= 0 always; w = 0 adds nothing, so only the clip needs a mask. */                   \
+        const float keep_ = e_ * e_ * (w) < (clip2) ? 1.0f : 0.0f;                                \
+        const float kw_ = keep_ * (w);                                                            \
+        (sw) += kw_;                                                                              \
+        (swr) += kw_ * (x);                                                                       \
+        (sc) += (w) > 0.0f ? keep_ : 0.0f;                                                        \
+    } while (0)
+#define CLIP_TAIL(w, x, off, clip2, sw, swr, sc)                                                   \
+    do {                                                                                          \
+        const float e_ = (x) - (off);                                                             \
+        const int keep_ = ((w) > 0.0f) & (e_ * e_ * (w) < (clip2));                               \
+        (sw) += keep_ ? (w) : 0.0f;                                                               \
+        (swr) += keep_ ? (w) * (x) : 0.0f;                                                        \
+        (sc) += keep_ ? 1.0f : 0.0f;                                                              \
+    } while (0)
+
+/* The offset from LANES partial sums `stride` apart; 0 with too few pixels. */
+static inline float clip_offset(const float *sw, const float *swr, const float *sc,
+                                size_t stride)
+{
+    double tw = 0.0, twr = 0.0, tc = 0.0;
+    for (int l = 0; l < LANES; l++) {
+        tw += sw[(size_t)l * stride];
+        twr += swr[(size_t)l * stride];
+        tc += sc[(size_t)l * stride];
+    }
+    return (tc >= JW_LINE_MIN_PIXELS && tw > 0.0) ? (float)(twr / tw) : 0.0f;
+}
+
+/* Clipped weighted mean of (rk, weights wk) over [p0, p1) around off, clip2 the squared clip in
+ * units of each pixel's sigma. */
 static inline float line_clipped_mean(const float *R rk, const float *R wk, int p0, int p1,
                                       float off, float clip2)
 {
@@ -699,25 +737,11 @@ static inline float line_clipped_mean(const float *R rk, const float *R wk, int 
     for (int l = 0; l < LANES; l++) { sw[l] = 0.0f; swr[l] = 0.0f; sc[l] = 0.0f; }
     int p = p0;
     for (; p + LANES <= p1; p += LANES)
-        for (int l = 0; l < LANES; l++) {
-            const float w = wk[p + l], x = rk[p + l], e = x - off;
-            /* w >= 0 always; w = 0 adds nothing, so only the clip needs a mask. */
-            const float keep = e * e * w < clip2 ? 1.0f : 0.0f;
-            const float kw = keep * w;
-            sw[l] += kw;
-            swr[l] += kw * x;
-            sc[l] += w > 0.0f ? keep : 0.0f;
-        }
-    for (int l = 0; p < p1; p++, l++) {
-        const float w = wk[p], x = rk[p], e = x - off;
-        const int keep = (w > 0.0f) & (e * e * w < clip2);
-        sw[l] += keep ? w : 0.0f;
-        swr[l] += keep ? w * x : 0.0f;
-        sc[l] += keep ? 1.0f : 0.0f;
-    }
-    double tw = 0.0, twr = 0.0, tc = 0.0;
-    for (int l = 0; l < LANES; l++) { tw += sw[l]; twr += swr[l]; tc += sc[l]; }
-    return (tc >= JW_LINE_MIN_PIXELS && tw > 0.0) ? (float)(twr / tw) : 0.0f;
+        for (int l = 0; l < LANES; l++)
+            CLIP_MAIN(wk[p + l], rk[p + l], off, clip2, sw[l], swr[l], sc[l]);
+    for (int l = 0; p < p1; p++, l++)
+        CLIP_TAIL(wk[p], rk[p], off, clip2, sw[l], swr[l], sc[l]);
+    return clip_offset(sw, swr, sc, 1);
 }
 #undef R
 
@@ -881,7 +905,7 @@ static int column_block_width(int nd, int rows)
 }
 
 /* line_clipped_mean of each of the W columns of rk, wk ([ny][W]: rows p0 to p1), around
- * off[W], into o[W]. acc: 3 LANES W floats. */
+ * off[W], into o[W]: the lanes of each column W floats apart. acc: 3 LANES W floats. */
 #if defined(__GNUC__)
 __attribute__((always_inline))  /* compiled into each clone of column_block_offsets */
 #endif
@@ -896,35 +920,16 @@ static inline void column_clipped_means(const float *restrict rk, const float *r
     for (int p = p0; p < pm; p++) {
         const size_t l = (size_t)((p - p0) % LANES) * W;
         const float *restrict r = rk + (size_t)p * W, *restrict wv = wk + (size_t)p * W;
-        for (int x = 0; x < W; x++) {
-            const float w = wv[x], xv = r[x], e = xv - off[x];
-            const float keep = e * e * w < clip2 ? 1.0f : 0.0f;
-            const float kw = keep * w;
-            sw[l + x] += kw;
-            swr[l + x] += kw * xv;
-            sc[l + x] += w > 0.0f ? keep : 0.0f;
-        }
+        for (int x = 0; x < W; x++)
+            CLIP_MAIN(wv[x], r[x], off[x], clip2, sw[l + x], swr[l + x], sc[l + x]);
     }
     for (int p = pm; p < p1; p++) {
         const size_t l = (size_t)(p - pm) * W;
         const float *restrict r = rk + (size_t)p * W, *restrict wv = wk + (size_t)p * W;
-        for (int x = 0; x < W; x++) {
-            const float w = wv[x], xv = r[x], e = xv - off[x];
-            const int keep = (w > 0.0f) & (e * e * w < clip2);
-            sw[l + x] += keep ? w : 0.0f;
-            swr[l + x] += keep ? w * xv : 0.0f;
-            sc[l + x] += keep ? 1.0f : 0.0f;
-        }
+        for (int x = 0; x < W; x++)
+            CLIP_TAIL(wv[x], r[x], off[x], clip2, sw[l + x], swr[l + x], sc[l + x]);
     }
-    for (int x = 0; x < W; x++) {
-        double tw = 0.0, twr = 0.0, tc = 0.0;
-        for (int l = 0; l < LANES; l++) {
-            tw += sw[(size_t)l * W + x];
-            twr += swr[(size_t)l * W + x];
-            tc += sc[(size_t)l * W + x];
-        }
-        o[x] = (tc >= JW_LINE_MIN_PIXELS && tw > 0.0) ? (float)(twr / tw) : 0.0f;
-    }
+    for (int x = 0; x < W; x++) o[x] = clip_offset(sw + x, swr + x, sc + x, (size_t)W);
 }
 
 /* Offsets of the W columns from x0 of integration i (ibase its first sample): out[k * kstride
@@ -1004,6 +1009,8 @@ static int column_offsets(const float *data, const uint8_t *gdq, const float *ga
     return status;
 }
 
+#undef CLIP_MAIN
+#undef CLIP_TAIL
 #undef LANES
 #undef LINE_CHUNK
 
