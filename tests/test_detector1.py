@@ -24,18 +24,21 @@ def _run(case, out, **options):
                       save_results=True, output_dir=str(out), **options)
 
 
+def _products(case, tmp_path_factory, name, **options):
+    """A new folder holding the products of ``_run(case, ..., **options)``."""
+    out = tmp_path_factory.mktemp(name)
+    _run(case, out, **options)
+    return out
+
+
 @pytest.fixture(scope="module")
 def nircam_run(nircam_oracle, tmp_path_factory):
-    out = tmp_path_factory.mktemp("nircam")
-    _run(nircam_oracle, out, save_calibrated_ramp=True)
-    return out
+    return _products(nircam_oracle, tmp_path_factory, "nircam", save_calibrated_ramp=True)
 
 
 @pytest.fixture(scope="module")
 def miri_run(miri_oracle, tmp_path_factory):
-    out = tmp_path_factory.mktemp("miri")
-    _run(miri_oracle, out, save_calibrated_ramp=True)
-    return out
+    return _products(miri_oracle, tmp_path_factory, "miri", save_calibrated_ramp=True)
 
 
 def _ours(folder, suffix):
@@ -88,9 +91,7 @@ def test_rateints_agree_except_documented_poisson_variance(nircam_oracle, nircam
 @pytest.fixture(scope="module")
 def nircam_default_run(nircam_oracle, tmp_path_factory):
     """jwpipe's defaults (extended events off, as in the oracle runs)."""
-    out = tmp_path_factory.mktemp("nircam_default")
-    _run(nircam_oracle, out, steps=NO_EXTENDED)
-    return out
+    return _products(nircam_oracle, tmp_path_factory, "nircam_default", steps=NO_EXTENDED)
 
 
 def test_truth_recovery_matches_or_beats_the_reference(nircam_oracle, nircam_default_run):

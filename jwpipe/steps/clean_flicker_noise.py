@@ -305,9 +305,11 @@ def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
         return None
     lo, hi = -np.inf, np.inf
     background = 0.0
+    if background_method is not None:  # signal clipped first, for either background
+        sample = _sample(image, mask)
+        lo, hi = clip_to_background(sample, 3.0, 3.0, lower_half_only=True)
     if background_method == "model":
-        # Signal clipped as for 'median', then the medians run on the image less its model.
-        lo, hi = clip_to_background(_sample(image, mask), 3.0, 3.0, lower_half_only=True)
+        # The medians run on the image less its model, of the pixels that survived the clip.
         mask = mask & (image >= lo) & (image <= hi)
         if not mask.any():
             return None
@@ -317,8 +319,6 @@ def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
             lo, hi = clip_to_background(_sample(image, mask), n_sigma, n_sigma,
                                         lower_half_only=True)
     elif background_method is not None:
-        sample = _sample(image, mask)
-        lo, hi = clip_to_background(sample, 3.0, 3.0, lower_half_only=True)
         kept = sample[(sample >= lo) & (sample <= hi)]
         background = float(np.median(kept)) if kept.size else 0.0
         if n_sigma > 0:
