@@ -401,6 +401,8 @@ def _stream_ramp_chain(pipeline, init, staged: list):
                 pixeldq |= raw.pixeldq
             block = RampBlock(data, groupdq, pixeldq, start, nints, product.meta, zero)
             last = stop == nints
+            if last:  # no next block: the arrays go with the block (jump replaces its group DQ)
+                buffers = data = groupdq = None
             for entry in active:
                 step = entry[0]
                 t0 = time.perf_counter()
@@ -411,8 +413,6 @@ def _stream_ramp_chain(pipeline, init, staged: list):
                 if last:  # later steps and ramp fitting run without this step's references
                     entry[2] = step.release(entry[2])
                 step_seconds[step.name] += time.perf_counter() - t0
-            if last:  # no next block: arrays a step replaced (jump's group DQ) can go now
-                buffers = data = groupdq = None
             if keep_ramp:
                 product.data[start:stop] = block.data
                 product.groupdq[start:stop] = block.groupdq

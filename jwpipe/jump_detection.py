@@ -118,7 +118,7 @@ from ._ext import _jump
 from ._ext._extended import flagged_indices, label_pixels, nan_convolve, shower_ratio
 from .errors import ConfigError, DataShapeError
 
-__all__ = ["JumpState", "JumpResult", "detect_jumps"]
+__all__ = ["JumpState", "JumpResult", "detect_jumps", "flag_showers"]
 
 _JUMP = np.uint8(dq.JUMP_DET)
 _SAT = np.uint8(dq.SATURATED)
@@ -450,20 +450,92 @@ def detect_jumps(
             cores = new_cores
     n_show = 0
     if find_showers:
-        c = _frame_correlation(nframes, frame_time, group_time)
-        s_read = np.where(np.isfinite(readnoise) & (readnoise >= 0),
-                          readnoise.astype(np.float64) ** 2 / (2.0 * nframes), np.nan)
-        for i in range(nb):
-            n_show += _flag_showers(
-                data[i], out[i], mean_diff[i], gain, s_read, c, pdq_in,
-                snr_threshold=extend_snr_threshold, min_area=extend_min_area,
-                inner=extend_inner_radius, width=extend_outer_radius,
-                expand_ratio=extend_ellipse_expand_ratio,
-                groups_after=int(time_masked_after_shower // group_time),
-                max_amplitude=max_shower_amplitude * group_time,
-                max_radius=2 * max_extended_radius, nthreads=int(nthreads))
+        n_show = flag_showers(
+            data, out, mean_diff, gain, readnoise, group_time=group_time, frame_time=frame_time,
+            nframes=nframes, extend_snr_threshold=extend_snr_threshold,
+            extend_min_area=extend_min_area, extend_inner_radius=extend_inner_radius,
+            extend_outer_radius=extend_outer_radius,
+            extend_ellipse_expand_ratio=extend_ellipse_expand_ratio,
+            time_masked_after_shower=time_masked_after_shower,
+            max_shower_amplitude=max_shower_amplitude, max_extended_radius=max_extended_radius,
+            pixeldq=pdq_in, nthreads=nthreads)
     new_state = JumpState(snowball_cores=cores if expand_large_events else state.snowball_cores)
     return JumpResult(out, pdq, int(n_jumps), n_snow, n_show, mean_diff, new_state)
+
+
+def flag_showers(
+    data,
+    groupdq: np.ndarray,
+    mean_diff,
+    gain,
+    readnoise,
+    *,
+    group_time: float,
+    frame_time: float,
+    nframes: int,
+    extend_snr_threshold: float = 1.2,
+    extend_min_area: int = 90,
+    extend_inner_radius: float = 1.0,
+    extend_outer_radius: float = 2.6,
+    extend_ellipse_expand_ratio: float = 1.1,
+    time_masked_after_shower: float = 15.0,
+    max_shower_amplitude: float = 4.0,
+    max_extended_radius: int = 200,
+    pixeldq=None,
+    nthreads: int = 1,
+) -> int:
+    """Flag MIRI showers in the group DQ that :func:`detect_jumps` returned (in place).
+
+    ``detect_jumps(find_showers=True)`` runs this after the jump test; a caller that can drop
+    the input group DQ in between (the jump step, on the last block of an exposure) calls the
+    two itself and keeps the peak memory lower.
+
+    Parameters
+    ----------
+    data : ndarray of shape (nb, ngroups, ny, nx), float
+        The ramps given to :func:`detect_jumps` (converted to float32 as there).
+    groupdq : ndarray of shape (nb, ngroups, ny, nx), uint8
+        ``result.groupdq`` of :func:`detect_jumps`; showers are OR-ed into it as JUMP_DET.
+    mean_diff : ndarray of shape (nb, ny, nx), float
+        ``result.mean_diff`` of :func:`detect_jumps`.
+    gain, readnoise : ndarray of shape (ny, nx), float
+        As given to :func:`detect_jumps`.
+    group_time, frame_time, nframes, extend_snr_threshold, extend_min_area,
+    extend_inner_radius, extend_outer_radius, extend_ellipse_expand_ratio,
+    time_masked_after_shower, max_shower_amplitude, max_extended_radius, pixeldq, nthreads
+        As for :func:`detect_jumps`.
+
+    Returns
+    -------
+    int
+        The number of showers flagged.
+    """
+    data = _as_array(data, np.float32, "data", 4)
+    mean_diff = _as_array(mean_diff, np.float32, "mean_diff", 3)
+    gain = _as_array(gain, np.float32, "gain", 2)
+    readnoise = _as_array(readnoise, np.float32, "readnoise", 2)
+    nb, ngroups, ny, nx = data.shape
+    if not (isinstance(groupdq, np.ndarray) and groupdq.dtype == np.uint8
+            and groupdq.shape == data.shape and groupdq.flags.writeable):
+        raise DataShapeError(f"groupdq must be a writeable uint8 array of shape {data.shape}")
+    for name, arr, shape in (("mean_diff", mean_diff, (nb, ny, nx)), ("gain", gain, (ny, nx)),
+                             ("readnoise", readnoise, (ny, nx))):
+        if arr.shape != shape:
+            raise DataShapeError(f"{name} shape {arr.shape} differs from {shape}")
+    if pixeldq is not None:
+        pixeldq = _as_array(pixeldq, np.uint32, "pixeldq", 2)
+    c = _frame_correlation(nframes, frame_time, group_time)
+    found = 0
+    for i in range(nb):
+        found += _flag_showers(
+            data[i], groupdq[i], mean_diff[i], gain, readnoise, nframes, c, pixeldq,
+            snr_threshold=extend_snr_threshold, min_area=extend_min_area,
+            inner=extend_inner_radius, width=extend_outer_radius,
+            expand_ratio=extend_ellipse_expand_ratio,
+            groups_after=int(time_masked_after_shower // group_time),
+            max_amplitude=max_shower_amplitude * group_time,
+            max_radius=2 * max_extended_radius, nthreads=int(nthreads))
+    return found
 
 
 def _output_array(array, name: str, dtype, shape: tuple, inputs: dict) -> np.ndarray:
@@ -646,7 +718,7 @@ def _nan_convolve(image: np.ndarray, kernel: np.ndarray, nthreads: int = 1,
                         1e-3 * float(kernel.mean()), nthreads, out)
 
 
-def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
+def _flag_showers(data_int, gdq_int, mean_diff, gain, readnoise, nframes, c, pixeldq, *,
                   snr_threshold, min_area, inner, width, expand_ratio, groups_after,
                   max_amplitude, max_radius, nthreads=1):
     """MIRI showers of one integration (in place). Returns the number flagged."""
@@ -655,12 +727,28 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, s_read, c, pixeldq, *,
     dnu_planes = [bool(np.all(gdq_int[g] & _DNU)) for g in range(ngroups)]
     if (ngroups - 1) - sum(dnu_planes) < 10:
         return 0
+    # sigma = sqrt(lam (1 - 2c) + 2 s_read g^2) / g in DN, with lam = max(mean_diff g, 0) and
+    # s_read = readnoise^2 / (2 nframes) in electrons; evaluated in place (three float64 planes
+    # rather than seven).
     with np.errstate(invalid="ignore"):
         good_gain = np.isfinite(gain) & (gain > 0)
         g64 = np.where(good_gain, gain, np.nan).astype(np.float64)
-        lam = np.maximum(mean_diff.astype(np.float64) * g64, 0.0)
-        sigma = np.sqrt(lam * (1 - 2 * c) + 2 * s_read * g64 * g64) / g64  # DN
-    del g64, lam
+        sigma = mean_diff.astype(np.float64)
+        sigma *= g64
+        np.maximum(sigma, 0.0, out=sigma)
+        sigma *= 1 - 2 * c
+        read = readnoise.astype(np.float64)
+        read *= read
+        read /= 2.0 * nframes
+        read[~(np.isfinite(readnoise) & (readnoise >= 0))] = np.nan
+        read *= 2.0
+        read *= g64
+        read *= g64
+        sigma += read
+        del read
+        np.sqrt(sigma, out=sigma)
+        sigma /= g64
+    del g64
     ignore = np.zeros((ny, nx), bool)
     if pixeldq is not None:
         ignore = (pixeldq & (dq.DO_NOT_USE | dq.REFERENCE_PIXEL)) != 0

@@ -18,7 +18,7 @@ from _reference.jump_reference import detect_jumps_reference, line_offsets_refer
 from jwpipe import dq
 from jwpipe._ext import _jump
 from jwpipe.errors import ConfigError, DataShapeError
-from jwpipe.jump_detection import JumpState, detect_jumps, one_sided_threshold
+from jwpipe.jump_detection import JumpState, detect_jumps, flag_showers, one_sided_threshold
 
 JUMP = dq.JUMP_DET
 BAD = dq.DO_NOT_USE | dq.SATURATED
@@ -450,6 +450,13 @@ def test_showers():
     last = 7 + int(15.0 // 2.775)  # time_masked_after_shower = 15 s
     assert flagged[last][inner].mean() > 0.95 and flagged[last + 1][inner].mean() < 0.02
     assert flagged[:7].sum() < 10
+    # The jump step's two calls (the jump test, then the search on its output) flag the same.
+    split = detect_jumps(data, np.zeros(data.shape, np.uint8), gain, rn,
+                         **dict(kw, find_showers=False))
+    found = flag_showers(data, split.groupdq, split.mean_diff, gain, rn,
+                         **{k: v for k, v in kw.items() if k != "find_showers"})
+    assert found == res.n_showers
+    np.testing.assert_array_equal(split.groupdq, res.groupdq)
     clean = detect_jumps(data[:, :, 70:, 70:], np.zeros((1, 16, 30, 30), np.uint8),
                          gain[70:, 70:], rn[70:, 70:], **kw)
     assert clean.n_showers == 0
@@ -478,6 +485,13 @@ def test_validation():
                      state=JumpState(np.zeros((2, 2), bool)), **KW)
     empty = detect_jumps(data[:0], gdq[:0], np.ones((3, 3)), np.ones((3, 3)), **KW)
     assert empty.groupdq.shape == (0, 4, 3, 3) and empty.n_jumps == 0
+    readonly = gdq.copy()
+    readonly.flags.writeable = False
+    for bad in (gdq.astype(np.int16), gdq[:, :3], readonly):
+        with pytest.raises(DataShapeError, match="groupdq"):
+            flag_showers(data, bad, np.zeros((1, 3, 3)), np.ones((3, 3)), np.ones((3, 3)), **KW)
+    with pytest.raises(DataShapeError, match="mean_diff"):
+        flag_showers(data, gdq, np.zeros((2, 3, 3)), np.ones((3, 3)), np.ones((3, 3)), **KW)
 
 
 # --------------------------------------------------------------------------- oracle

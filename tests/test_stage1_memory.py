@@ -235,3 +235,63 @@ def test_read_pattern_checks_on_saturated_pixels_only_match_full_frames():
         _flag_grouped_full_frame(data, expected, thr, grow, nframes, bias, nsc)
         _flag_grouped(data, got, thr, grow, nframes, bias, nsc)
         np.testing.assert_array_equal(got, expected, err_msg=f"trial {trial}")
+
+
+def _frame_arrays(obj, frame: int, depth: int = 0) -> list:
+    """The numpy arrays of at least ``frame`` elements reachable from a step state (its
+    attributes, dict values and sequence items, a few levels deep)."""
+    if isinstance(obj, np.ndarray):
+        return [obj] if obj.size >= frame else []
+    if depth > 3 or obj is None or isinstance(obj, (str, bytes, int, float, bool)):
+        return []
+    if isinstance(obj, dict):
+        items = list(obj.values())
+    elif isinstance(obj, (list, tuple, set)):
+        items = list(obj)
+    else:
+        items = list(getattr(obj, "__dict__", {}).values())
+    return [a for item in items for a in _frame_arrays(item, frame, depth + 1)]
+
+
+@pytest.mark.parametrize("detector,subarray", [("MIRIMAGE", "SUB256"), ("NRCA1", "SUB160")])
+def test_released_step_states_hold_no_frame_arrays(sim_cache, tmp_path, monkeypatch, detector,
+                                                   subarray):
+    """After the last block has passed a stage-1 step, what the driver keeps of its state for
+    ``finish`` holds no frame-sized reference array, so a one-block exposure (a MIRI or NIRCam
+    full frame) does not carry every step's references into jump and ramp fitting (the MIRI
+    RESET reference, 48 MiB for a full frame of 20 groups, once stayed resident through both).
+    Persistence keeps its trap state: finish writes it as _trapsfilled."""
+    import jwpipe
+    from jwpipe.errors import StepNotImplementedError
+    from jwpipe.simulate import simulate_exposure
+    from jwpipe.steps import KNOWN_STEPS, get_step_class
+    from jwpipe.steps.base import RampStep
+
+    kept = {}
+
+    def spy(cls):
+        release = cls.release
+
+        def wrapped(self, state):
+            kept[self.name] = result = release(self, state)
+            return result
+        monkeypatch.setattr(cls, "release", wrapped)
+
+    for name in KNOWN_STEPS:
+        try:
+            cls = get_step_class(name)
+        except StepNotImplementedError:
+            continue
+        if issubclass(cls, RampStep):
+            spy(cls)
+    exp = simulate_exposure(detector=detector, subarray=subarray, ngroups=6, nints=1,
+                            crds_path=sim_cache, output_dir=tmp_path / "raw", seed=3)
+    jwpipe.run("detector1", str(exp.uncal_path), crds_path=str(sim_cache), save_results=False,
+               output_dir=str(tmp_path))
+    frame = 256 * 256 if detector == "MIRIMAGE" else 160 * 160
+    expected = {"reset", "linearity", "dark_current", "jump"} if detector == "MIRIMAGE" else \
+        {"superbias", "refpix", "linearity", "dark_current", "jump"}
+    assert expected <= set(kept), sorted(kept)
+    holding = {name: [a.shape for a in _frame_arrays(state, frame)]
+               for name, state in kept.items() if name != "persistence"}
+    assert not {name: shapes for name, shapes in holding.items() if shapes}

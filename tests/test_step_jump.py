@@ -88,3 +88,39 @@ def test_group_dq_array_is_reused_from_block_to_block():
     assert (out3 != 0).any()
     step.release(setup)
     assert setup.buffers is None
+
+
+def test_showers_are_searched_once_the_input_group_dq_is_gone(monkeypatch):
+    """MIRI: the step runs the jump test, makes its output the block's group DQ, then searches
+    for showers (flag_showers). When the block is the only holder of its input group DQ (the
+    driver's last block) that array is freed before the search, whose float64 planes make the
+    step's peak (a MIRI full frame: 20 MB less). The flags are those of
+    detect_jumps(find_showers=True)."""
+    import jwpipe.steps.jump as jump_step
+    from jwpipe.jump_detection import detect_jumps
+
+    shape = (100, 100)
+    data = _ramps(nints=1, ngroups=16, shape=shape, rn_dn=6.0, seed=8)
+    yy, xx = np.mgrid[:100, :100]
+    data[0, 7:, (yy - 50) ** 2 + (xx - 45) ** 2 <= 16 ** 2] += 12.0  # ~2 sigma per pixel
+    step = JumpStep()
+    setup = _setup(step, 6.0, gain=4.0, shape=shape)
+    setup.options.update(find_showers=True, max_shower_amplitude=20.0, group_time=2.775,
+                         frame_time=2.775)
+    block = RampBlock(data.copy(), np.zeros(data.shape, np.uint8), np.zeros(shape, np.uint32),
+                      0, 1, None)
+    input_groupdq = weakref.ref(block.groupdq)
+    freed = []
+    search = jump_step.flag_showers
+
+    def spy(*args, **kwargs):
+        freed.append(input_groupdq() is None)
+        return search(*args, **kwargs)
+
+    monkeypatch.setattr(jump_step, "flag_showers", spy)
+    step.process_block(block, setup)
+    assert freed == [True]
+    whole = detect_jumps(data, np.zeros(data.shape, np.uint8), setup.gain, setup.readnoise,
+                         pixeldq=np.zeros(shape, np.uint32), **setup.options)
+    assert setup.n_showers == whole.n_showers >= 1
+    np.testing.assert_array_equal(block.groupdq, whole.groupdq)

@@ -244,3 +244,6 @@ class IPCStep(RampStep):
         images = np.reshape(block.data, (-1,) + block.data.shape[-2:], copy=False)
         ipc_convolve(images, plan.kernel, plan.per_pixel, plan.border, self.threads)
         block.extras["read_variance_scale"] = plan.read_variance_scale
+
+    def release(self, plan: IPCPlan) -> None:
+        return None  # a per-pixel kernel is 9 planes of the frame; finish needs nothing

@@ -20,11 +20,12 @@ of the test includes what the IPC deconvolution adds to it (see :class:`JumpStep
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass, field, fields
 
 import numpy as np
 
-from ..jump_detection import JumpState, detect_jumps
+from ..jump_detection import JumpState, detect_jumps, flag_showers
 from .base import BlockBuffers, RampBlock, RampStep, StepParams
 
 __all__ = ["JumpStep"]
@@ -79,6 +80,9 @@ class JumpParams(StepParams):
 
 # Parameters that are the step's own business, not detect_jumps arguments.
 _NOT_PASSED = {f.name for f in fields(StepParams)} | {"maximum_cores"}
+# The detect_jumps options that flag_showers takes too.
+_SHOWER_OPTIONS = [p.name for p in inspect.signature(flag_showers).parameters.values()
+                   if p.kind is p.KEYWORD_ONLY and p.name not in ("pixeldq", "nthreads")]
 
 
 @dataclass
@@ -165,18 +169,26 @@ class JumpStep(RampStep):
         shape = block.groupdq.shape
         out = setup.buffers.take("groupdq", shape, np.uint8)
         mean_diff = setup.buffers.take("mean_diff", (shape[0],) + shape[2:], np.float32)
+        options = dict(setup.options, find_showers=False)
         result = detect_jumps(block.data, block.groupdq, setup.gain, setup.ramp_readnoise,
                               pixeldq=block.pixeldq, state=setup.state, nthreads=self.threads,
-                              out=out, mean_diff_out=mean_diff, **setup.options)
-        block.groupdq = result.groupdq  # `out`, the block's until the next block
+                              out=out, mean_diff_out=mean_diff, **options)
+        # `out`, the block's until the next block. On an exposure's last block the driver holds
+        # no other reference to the input group DQ: it is freed before the shower search.
+        block.groupdq = result.groupdq
+        if setup.options["find_showers"]:
+            setup.n_showers += flag_showers(
+                block.data, block.groupdq, result.mean_diff, setup.gain, setup.ramp_readnoise,
+                pixeldq=block.pixeldq, nthreads=self.threads,
+                **{name: setup.options[name] for name in _SHOWER_OPTIONS})
         block.pixeldq |= result.pixeldq
         setup.state = result.state
         setup.n_jumps += result.n_jumps
         setup.n_snowballs += result.n_snowballs
-        setup.n_showers += result.n_showers
 
     def release(self, setup: _JumpSetup) -> _JumpSetup:
-        setup.gain = setup.readnoise = setup.ramp_readnoise = None  # finish needs the counts
+        # finish needs the counts only (not the references, nor the snowball cores)
+        setup.gain = setup.readnoise = setup.ramp_readnoise = setup.state = None
         setup.buffers = None
         return setup
 

@@ -50,6 +50,7 @@ class ResetParams(StepParams):
 class _ResetState:
     reset: np.ndarray | None
     pixel_flags: np.ndarray | None
+    applied: bool
 
 
 class ResetStep(RampStep):
@@ -64,7 +65,7 @@ class ResetStep(RampStep):
     def prepare(self, model, refs):
         if not is_miri(model.meta):
             log.warning("reset correction is only for MIRI data; step skipped")
-            return _ResetState(None, None)
+            return _ResetState(None, None, False)
         path = refs["reset"]
         ref = open_ref(path, "reset")
         shape = ref.lazy("data").shape
@@ -77,7 +78,7 @@ class ResetStep(RampStep):
         lead = (slice(0, nints_ref), slice(0, ngroups))
         reset = ref_array(ref, "data", model.meta, name=str(path), lead=lead)
         reset[np.isnan(reset)] = 0.0
-        return _ResetState(reset, ref_dq(ref, model.meta, name=str(path)))
+        return _ResetState(reset, ref_dq(ref, model.meta, name=str(path)), True)
 
     def process_block(self, block: RampBlock, state: _ResetState) -> None:
         if state.reset is None:
@@ -85,5 +86,10 @@ class ResetStep(RampStep):
         subtract_reset(block.data, state.reset, exposure_int(block.meta, block.int_start))
         or_into(block.pixeldq, state.pixel_flags)
 
+    def release(self, state: _ResetState) -> _ResetState:
+        # The reference (a full MIRI frame per group) need not stay resident for jump and ramp
+        # fitting; finish needs only whether it was applied.
+        return _ResetState(None, None, state.applied)
+
     def finish(self, model, state: _ResetState) -> None:
-        self.record_status(model, "COMPLETE" if state.reset is not None else "SKIPPED")
+        self.record_status(model, "COMPLETE" if state.applied else "SKIPPED")
