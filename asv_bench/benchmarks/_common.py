@@ -41,6 +41,28 @@ def full_frame_uncal(ngroups: int = 10, nints: int = 1, ny: int = 2048, nx: int 
     return path
 
 
+def read_pass_ratio(kernel, ramp: np.ndarray, repeats: int = 15) -> float:
+    """How many read passes over ``ramp`` the call ``kernel()`` takes (issue 4: the ramp-fit and
+    jump kernels within 10x of the time it takes just to read the ramp from memory).
+
+    A read pass is numpy's sum over the float32 ramp (one thread, streaming from memory). Both
+    are timed alternately, ``repeats`` times each, and the fastest of each taken, so that the
+    ratio compares them in the same phase of a shared machine whose speed drifts 15-20% from
+    minute to minute.
+    """
+    import time
+
+    kernel_times, read_times = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.add.reduce(ramp, axis=None)
+        read_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        kernel()
+        kernel_times.append(time.perf_counter() - t0)
+    return min(kernel_times) / min(read_times)
+
+
 def peak_rss_mb() -> float:
     import resource
 

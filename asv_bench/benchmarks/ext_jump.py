@@ -9,6 +9,11 @@ from __future__ import annotations
 
 import numpy as np
 
+try:  # asv imports the benchmarks as a package, the script mode as plain modules
+    from ._common import read_pass_ratio
+except ImportError:
+    from _common import read_pass_ratio
+
 TGROUP = 10.73677  # NIRCam full frame, RAPID
 
 
@@ -66,6 +71,12 @@ class JumpFullFrame:
         self.detect(self.data, self.gdq, self.gain, self.rn, group_time=TGROUP,
                     frame_time=TGROUP, nframes=1, nthreads=nthreads, out=self.out,
                     mean_diff_out=self.mean_diff)
+
+    def track_read_passes(self, nthreads):
+        """``time_detect_into`` in read passes over the ramp (:func:`_common.read_pass_ratio`)."""
+        return read_pass_ratio(lambda: self.time_detect_into(nthreads), self.data)
+
+    track_read_passes.unit = "x"
 
     def time_detect_columns_into(self, nthreads):
         """As ``time_detect_into`` with the common-mode lines along columns and four outputs

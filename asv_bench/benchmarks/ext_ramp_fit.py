@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import numpy as np
 
+try:  # asv imports the benchmarks as a package, the script mode as plain modules
+    from ._common import read_pass_ratio
+except ImportError:
+    from _common import read_pass_ratio
+
 TGROUP = 10.73677  # NIRCam full frame, RAPID
 
 
@@ -63,6 +68,12 @@ class RampFitFullFrame:
         acc = self.Accumulator((2048, 2048), self.gain, self.rn, TGROUP, TGROUP, 1, 10,
                                nthreads=nthreads)
         acc.fit_exposure(self.data, self.gdq, rate_out=self.rate, integrations=False)
+
+    def track_read_passes(self, nthreads):
+        """``time_fit_into`` in read passes over the ramp (:func:`_common.read_pass_ratio`)."""
+        return read_pass_ratio(lambda: self.time_fit_into(nthreads), self.data)
+
+    track_read_passes.unit = "x"
 
     def peakmem_fit(self, nthreads):
         self.fit_ramps(self.data, self.gdq, self.gain, self.rn, TGROUP, TGROUP, 1,
