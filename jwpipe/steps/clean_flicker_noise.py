@@ -1,6 +1,6 @@
 """clean_flicker_noise: remove 1/f (flicker) noise stripes from ramps.
 
-Following the reference pipeline's ``median`` method (skipped by default, as there):
+Following the reference pipeline (skipped by default, as there):
 
 1. A draft rate per integration (mean of the usable group differences: no DO_NOT_USE or SATURATED
    group, no JUMP_DET in the later group) and from it a scene mask: finite, non-zero pixels whose
@@ -11,12 +11,17 @@ Following the reference pipeline's ``median`` method (skipped by default, as the
    the mask less its DO_NOT_USE and JUMP_DET pixels: a background level (``background_method``
    'median': clipped with the lower half of the value distribution, as the reference does;
    'model': a smooth 2-D background from photutils ``Background2D`` on the same pixels), more
-   signal clipped at ``n_sigma``, then the median of the remaining pixels along each detector row
-   of the fast readout axis (or along each column for MIRI, whose flicker is vertical), optionally
-   per amplifier (``fit_by_channel``, full-frame near-IR only). That median less the background is
-   the 1/f stripe of the difference.
-3. The stripes are accumulated over groups and subtracted: group j+1 loses the sum of the stripes
-   of differences 0..j (group 0 is unchanged), which equals the reference's "cleaned difference
+   signal clipped at ``n_sigma`` (:func:`fit_background`), then the noise of the residual:
+
+   - ``fit_method='median'``: the median of the remaining pixels along each detector row of the
+     fast readout axis (or along each column for MIRI, whose flicker is vertical), optionally per
+     amplifier (``fit_by_channel``, full-frame near-IR only): one stripe value per line;
+   - ``fit_method='fft'`` (NSClean, NIRSpec spectroscopic exposure types only; the step is
+     skipped for others, and ``fit_by_channel`` is ignored, as in the reference): a weighted
+     least-squares fit of low-frequency Fourier components, per line for full frames and over
+     the read-time series of sections of lines for subarrays (:mod:`._nsclean`): a full image.
+3. The noise is accumulated over groups and subtracted: group j+1 loses the sum of the noise of
+   differences 0..j (group 0 is unchanged), which equals the reference's "cleaned difference
    added to the cleaned previous group".
 
 The per-pixel medians run in a compiled kernel; the global statistics (clipping thresholds and the
@@ -24,9 +29,12 @@ background level) are computed on an evenly strided sample of at most 2**16 pixe
 
 Differences from the reference: the draft rate is a simple difference mean, not a ramp fit; with
 ``single_mask`` the mask comes from the mean rate of the integrations in each block the driver
-streams (all integrations when the step runs on a whole exposure). Not implemented (clear
-ConfigError): ``fit_method='fft'`` (NSClean), ``background_method='median_image'``,
-and masking NIRSpec science regions (needs the WCS).
+streams (all integrations when the step runs on a whole exposure); for 'fft' a difference whose
+fit has no usable pixel left is not corrected (the reference skips the whole step), and the fit
+itself differs where the reference has defects (see :mod:`._nsclean`). Not implemented (clear
+ConfigError): ``background_method='median_image'`` (a TSO option of the newest reference, which
+scales a median over integrations by white-light or aperture fluxes from the stage-2/3 extraction
+and photometry steps) and masking NIRSpec science regions (needs the WCS).
 """
 
 from __future__ import annotations
@@ -41,16 +49,20 @@ from .. import dq as dqflags
 from .._ext import _rowcol
 from ..errors import ConfigError
 from ..logs import get_logger
+from . import _nsclean
 from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
 
-__all__ = ["STATS_SAMPLE", "sigma_clipped_stats", "clip_to_background", "draft_rate",
-           "scene_mask", "model_background", "fit_stripes", "apply_stripes",
-           "CleanFlickerNoiseParams", "CleanFlickerNoiseStep"]
+__all__ = ["STATS_SAMPLE", "NSCLEAN_EXP_TYPES", "sigma_clipped_stats", "clip_to_background",
+           "draft_rate", "scene_mask", "model_background", "BackgroundFit", "fit_background",
+           "fit_stripes", "apply_stripes", "CleanFlickerNoiseParams", "CleanFlickerNoiseStep"]
 
 log = get_logger("clean_flicker_noise")
 
 #: At most this many pixels of an image enter its global statistics.
 STATS_SAMPLE = 2 ** 16
+#: Exposure types ``fit_method='fft'`` (NSClean, NIRSpec detector geometry) applies to; the step
+#: is skipped for others, as in the reference.
+NSCLEAN_EXP_TYPES = ("NRS_MSASPEC", "NRS_IFU", "NRS_FIXEDSLIT", "NRS_BRIGHTOBJ")
 _UNUSABLE_GROUP = dqflags.DO_NOT_USE | dqflags.JUMP_DET
 
 
@@ -267,6 +279,91 @@ def model_background(image: np.ndarray, mask: np.ndarray, box_size=None):
         return float(np.nanmedian(image[mask])) if mask.any() else 0.0
 
 
+@dataclass
+class BackgroundFit:
+    """What the noise fits of one image use: the image they fit and its background pixels.
+
+    Attributes
+    ----------
+    target : ndarray of shape (ny, nx), float32
+        The image, less its 2-D background model for ``background_method='model'``.
+    level : float
+        Background level of ``target`` (0 for 'model' and None).
+    mask : ndarray of shape (ny, nx), bool
+        Background candidates; those with ``lo <= target <= hi`` are fitted.
+    lo, hi : float
+        Signal clip limits, in the units of ``target``.
+    """
+
+    target: np.ndarray
+    level: float
+    mask: np.ndarray
+    lo: float
+    hi: float
+
+    def residual(self) -> tuple[np.ndarray, np.ndarray]:
+        """The background-subtracted image, float32, and its fitted pixels, bool, (ny, nx)."""
+        residual = self.target - np.float32(self.level)
+        with np.errstate(invalid="ignore"):
+            fitted = self.mask & (self.target >= self.lo) & (self.target <= self.hi)
+        residual[~fitted] = 0.0          # no NaN into the Fourier sums
+        return residual, fitted
+
+
+def fit_background(image: np.ndarray, mask: np.ndarray, background_method: str | None = "median",
+                   n_sigma: float = 2.0, box_size=None) -> BackgroundFit | None:
+    """Background level and signal clip limits of one image, before its noise fit.
+
+    Parameters
+    ----------
+    image : ndarray of shape (ny, nx), float32
+        A group difference (divided by the flat, if one is used).
+    mask : ndarray of shape (ny, nx), bool
+        Background pixels usable for the fit.
+    background_method : {'median', 'model', None}
+        'median': the median background level, signal clipped first (3 sigma of the lower half
+        of the values); 'model': the same clip, then a smooth 2-D background
+        (:func:`model_background`), for scenes whose background varies across the lines; None:
+        no background level and no clip.
+    n_sigma : float
+        Clip level for signal in the background-subtracted image (0: none).
+    box_size : int or (int, int), optional
+        Box shape of the 'model' background.
+
+    Returns
+    -------
+    BackgroundFit or None
+        None when the image has no background pixel.
+    """
+    image = np.asarray(image, dtype=np.float32)
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return None
+    lo, hi = -np.inf, np.inf
+    background = 0.0
+    if background_method is not None:  # signal clipped first, for either background
+        sample = _sample(image, mask)
+        lo, hi = clip_to_background(sample, 3.0, 3.0, lower_half_only=True)
+    if background_method == "model":
+        # The fit runs on the image less its model, of the pixels that survived the clip.
+        mask = mask & (image >= lo) & (image <= hi)
+        if not mask.any():
+            return None
+        image = image - model_background(image, mask, box_size)
+        lo, hi = -np.inf, np.inf
+        if n_sigma > 0:
+            lo, hi = clip_to_background(_sample(image, mask), n_sigma, n_sigma,
+                                        lower_half_only=True)
+    elif background_method is not None:
+        kept = sample[(sample >= lo) & (sample <= hi)]
+        background = float(np.median(kept)) if kept.size else 0.0
+        if n_sigma > 0:
+            lo2, hi2 = clip_to_background(kept - background, n_sigma, n_sigma,
+                                          lower_half_only=True)
+            lo, hi = max(lo, lo2 + background), min(hi, hi2 + background)
+    return BackgroundFit(image, background, mask, lo, hi)
+
+
 def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
                 background_method: str | None = "median", n_sigma: float = 2.0,
                 nthreads: int = 1, box_size=None) -> np.ndarray | None:
@@ -283,15 +380,10 @@ def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
         0: one value per column).
     nseg : int
         Independent segments along ``axis`` (4 to fit amplifiers separately).
-    background_method : {'median', 'model', None}
-        'median': remove (and later restore) the median background level, clipping signal
-        first; 'model': the same with a smooth 2-D background (:func:`model_background`), for
-        scenes whose background varies across the lines; None: no background level.
-    n_sigma : float
-        Clip level for signal in the background-subtracted image (0: none).
+    background_method, n_sigma, box_size
+        As in :func:`fit_background`; the background level is removed before the medians and
+        restored after.
     nthreads : int
-    box_size : int or (int, int), optional
-        Box shape of the 'model' background.
 
     Returns
     -------
@@ -299,37 +391,14 @@ def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
         Stripe value per line (row for ``axis`` 1, column for 0) and segment, 0 where a segment
         has no background pixel; None when the image has no background pixel at all.
     """
-    image = np.asarray(image, dtype=np.float32)
-    mask = np.asarray(mask, dtype=bool)
-    if not mask.any():
+    fit = fit_background(image, mask, background_method, n_sigma, box_size)
+    if fit is None:
         return None
-    lo, hi = -np.inf, np.inf
-    background = 0.0
-    if background_method is not None:  # signal clipped first, for either background
-        sample = _sample(image, mask)
-        lo, hi = clip_to_background(sample, 3.0, 3.0, lower_half_only=True)
-    if background_method == "model":
-        # The medians run on the image less its model, of the pixels that survived the clip.
-        mask = mask & (image >= lo) & (image <= hi)
-        if not mask.any():
-            return None
-        image = image - model_background(image, mask, box_size)
-        lo, hi = -np.inf, np.inf
-        if n_sigma > 0:
-            lo, hi = clip_to_background(_sample(image, mask), n_sigma, n_sigma,
-                                        lower_half_only=True)
-    elif background_method is not None:
-        kept = sample[(sample >= lo) & (sample <= hi)]
-        background = float(np.median(kept)) if kept.size else 0.0
-        if n_sigma > 0:
-            lo2, hi2 = clip_to_background(kept - background, n_sigma, n_sigma,
-                                          lower_half_only=True)
-            lo, hi = max(lo, lo2 + background), min(hi, hi2 + background)
-    view = image if axis == 1 else image.T
-    mview = mask.view(np.uint8) if axis == 1 else mask.view(np.uint8).T
+    view = fit.target if axis == 1 else fit.target.T
+    mview = fit.mask.view(np.uint8) if axis == 1 else fit.mask.view(np.uint8).T
     out = np.empty((view.shape[0], nseg), dtype=np.float32)
-    _rowcol.masked_row_median(view, mview, lo, hi, nseg, out, None, nthreads)
-    stripes = out - np.float32(background)
+    _rowcol.masked_row_median(view, mview, fit.lo, fit.hi, nseg, out, None, nthreads)
+    stripes = out - np.float32(fit.level)
     stripes[np.isnan(out)] = 0.0
     return stripes
 
@@ -409,6 +478,9 @@ def _box_size(value) -> tuple[int, int] | None:
 class FlickerPlan:
     status: str = "COMPLETE"
     reason: str = ""
+    fit_method: str = "median"
+    detector: str = ""
+    cutoffs: tuple[float, float, float, float] = _nsclean.SUBARRAY_CUTOFFS
     axis: int = 1
     nseg: int = 1
     background_method: str | None = "median"
@@ -441,21 +513,25 @@ class CleanFlickerNoiseStep(RampStep):
         if p.fit_method not in ("median", "fft"):
             raise ConfigError(f"step clean_flicker_noise: fit_method must be 'median' or 'fft', "
                               f"got {p.fit_method!r}")
-        if p.fit_method == "fft":
-            raise ConfigError("step clean_flicker_noise: fit_method='fft' (NSClean) is not "
-                              "implemented in jwpipe yet; use 'median'")
         method = p.background_method
         if method is not None and str(method).lower() == "none":
             method = None
+        if method == "median_image":
+            raise ConfigError("step clean_flicker_noise: background_method='median_image' is not "
+                              "implemented in jwpipe (it needs the stage-2/3 spectral extraction "
+                              "and TSO photometry); use 'median', 'model' or None")
         if method not in (None, "median", "model"):
-            raise ConfigError(f"step clean_flicker_noise: background_method={method!r} is not "
-                              "implemented in jwpipe yet; use 'median', 'model' or None")
+            raise ConfigError(f"step clean_flicker_noise: background_method must be 'median', "
+                              f"'model' or None, got {method!r}")
         exp_type = str(meta.get("exposure.type") or "").upper()
         instrument = str(meta.get("instrument.name") or "").upper()
         miri = instrument == "MIRI" or exp_type.startswith("MIR")
-        plan = FlickerPlan(background_method=method, box_size=_box_size(p.background_box_size))
+        plan = FlickerPlan(background_method=method, box_size=_box_size(p.background_box_size),
+                           fit_method=p.fit_method)
         if miri and exp_type != "MIR_IMAGE":
             plan.status, plan.reason = "SKIPPED", f"EXP_TYPE {exp_type} is not supported"
+            return plan
+        if p.fit_method == "fft" and not self._plan_fft(plan, meta, exp_type):
             return plan
         if p.mask_science_regions and exp_type.startswith("NRS"):
             raise ConfigError("step clean_flicker_noise: mask_science_regions for NIRSpec needs "
@@ -469,7 +545,9 @@ class CleanFlickerNoiseStep(RampStep):
                 raise ConfigError(f"clean_flicker_noise: {model.path or 'input'} lacks SLOWAXIS "
                                   "(meta.subarray.slowaxis)")
             plan.axis = abs(int(slowaxis)) - 1
-        if p.fit_by_channel:
+        if p.fit_by_channel and p.fit_method == "fft":
+            log.info("clean_flicker_noise: fit_by_channel is ignored for fit_method='fft'")
+        elif p.fit_by_channel:
             full = str(meta.get("subarray.name") or "").upper() == "FULL"
             shape = exposure_shape(model)
             length = shape[-1] if plan.axis == 1 else shape[-2]
@@ -483,6 +561,18 @@ class CleanFlickerNoiseStep(RampStep):
         if p.user_mask:
             plan.user_mask = self._read_user_mask(p.user_mask, model, plan)
         return plan
+
+    @staticmethod
+    def _plan_fft(plan: FlickerPlan, meta, exp_type: str) -> bool:
+        """Set the NSClean options; False (step skipped) for a non-NIRSpec exposure type."""
+        if exp_type not in NSCLEAN_EXP_TYPES:
+            plan.status = "SKIPPED"
+            plan.reason = f"fit_method 'fft' cannot be applied to EXP_TYPE {exp_type or '?'}"
+            return False
+        plan.detector = str(meta.get("instrument.detector") or "").upper()
+        if str(meta.get("subarray.name") or "").upper() == "ALLSLITS":
+            plan.cutoffs = _nsclean.ALLSLITS_CUTOFFS    # less aggressive: slits fill the frame
+        return True
 
     def _read_flat(self, path, model) -> np.ndarray:
         from ..references import cut_to_subarray, open_reference
@@ -544,6 +634,9 @@ class CleanFlickerNoiseStep(RampStep):
             self._clean_integration(data[k], gdq[k], masks[k], plan)
 
     def _clean_integration(self, ramp, gdq, scene, plan) -> None:
+        if plan.fit_method == "fft":
+            self._clean_integration_fft(ramp, gdq, scene, plan)
+            return
         p = self.params
         ng, ny, nx = ramp.shape
         nlines = ny if plan.axis == 1 else nx
@@ -564,6 +657,35 @@ class CleanFlickerNoiseStep(RampStep):
                 cumulative += stripes
             corrections[j] = cumulative
         apply_stripes(ramp[1:], corrections, plan.axis, plan.flat, self.threads)
+
+    def _clean_integration_fft(self, ramp, gdq, scene, plan) -> None:
+        """NSClean each group difference; group j+1 loses the noise of differences 0..j.
+
+        The noise of a difference is a full image, so the running sum is one image and each group
+        is corrected as soon as its difference is fitted (its original kept for the next one).
+        """
+        p = self.params
+        cumulative = np.zeros(ramp.shape[1:], dtype=np.float32)
+        previous = ramp[0].copy()
+        for j in range(ramp.shape[0] - 1):
+            current = ramp[j + 1].copy()
+            diff = current - previous
+            if plan.flat is not None:
+                diff /= plan.flat
+            mask = scene & ((gdq[j + 1] & _UNUSABLE_GROUP) == 0)
+            noise = None
+            fit = fit_background(diff, mask, plan.background_method, p.n_sigma, plan.box_size)
+            if fit is not None:
+                residual, fitted = fit.residual()
+                noise = _nsclean.noise_model(residual, fitted, plan.detector, plan.cutoffs,
+                                             self.threads)
+            if noise is None:
+                log.warning("clean_flicker_noise: no background pixels in a group difference; "
+                            "left uncorrected")
+            else:
+                cumulative += noise if plan.flat is None else noise * plan.flat
+            ramp[j + 1] -= cumulative
+            previous = current
 
     def finish(self, model, plan: FlickerPlan) -> None:
         if plan.reason:
