@@ -462,6 +462,19 @@ def test_showers():
     assert clean.n_showers == 0
 
 
+def test_flag_showers_defaults_are_detect_jumps_defaults():
+    """flag_showers repeats detect_jumps' shower parameters (the jump step calls the two apart):
+    the same defaults, so that neither call changes what the other would flag."""
+    import inspect
+
+    search = inspect.signature(flag_showers).parameters
+    whole = inspect.signature(detect_jumps).parameters
+    shared = [name for name, p in search.items() if p.kind is p.KEYWORD_ONLY]
+    assert len(shared) == 13 and all(name in whole for name in shared)
+    for name in shared:
+        assert search[name].default == whole[name].default, name
+
+
 # --------------------------------------------------------------------------- validation
 
 
