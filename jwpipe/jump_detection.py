@@ -317,7 +317,8 @@ def detect_jumps(
     find_showers, extend_snr_threshold, extend_min_area, extend_inner_radius, extend_outer_radius,
     extend_ellipse_expand_ratio, time_masked_after_shower, max_shower_amplitude
         Shower flagging (MIRI), the reference pipeline's parameters and defaults;
-        ``max_shower_amplitude`` is in DN/s.
+        ``max_shower_amplitude`` is in DN/s. The search is :func:`flag_showers` on the flags of
+        the jump test, which a caller may also run itself afterwards.
     pixeldq : ndarray of shape (ny, nx), uint32, optional
         The exposure's PIXELDQ; shower detection ignores DO_NOT_USE and reference pixels.
     state : JumpState, optional
