@@ -722,7 +722,9 @@ def _nan_convolve(image: np.ndarray, kernel: np.ndarray, nthreads: int = 1,
 def _flag_showers(data_int, gdq_int, mean_diff, gain, readnoise, nframes, c, pixeldq, *,
                   snr_threshold, min_area, inner, width, expand_ratio, groups_after,
                   max_amplitude, max_radius, nthreads=1):
-    """MIRI showers of one integration (in place). Returns the number flagged."""
+    """MIRI showers of one integration (in place). Returns the number flagged.
+
+    ``data_int`` and ``mean_diff`` C-contiguous float32 (as :func:`flag_showers` passes them)."""
     ngroups, ny, nx = data_int.shape
     bad = _SAT | _DNU | _JUMP
     dnu_planes = [bool(np.all(gdq_int[g] & _DNU)) for g in range(ngroups)]
@@ -759,9 +761,6 @@ def _flag_showers(data_int, gdq_int, mean_diff, gain, readnoise, nframes, c, pix
     # Planes reused from group to group (a full frame is 8 MB each in float64).
     ratio = np.empty((ny, nx), np.float64)
     smooth = np.empty((ny, nx), np.float64)
-    data_int = np.ascontiguousarray(data_int, np.float32)
-    mean_diff = np.ascontiguousarray(mean_diff, np.float32)
-    sigma = np.ascontiguousarray(sigma, np.float64)
     for g in range(first_good + 1, ngroups):
         # |(d_g - d_g-1) - mean| / sigma in float64 where both groups are usable, else NaN
         # (compiled, one pass). The search reads the flags as they came in: they change only
