@@ -360,11 +360,6 @@ def _stream_ramp_chain(pipeline, init, staged: list):
     fitter = None
     keep_ramp = pipeline.flow == "ramp" and (
         getattr(pipeline.params, "save_calibrated_ramp", False) or fit_step is None)
-    if keep_ramp:  # the whole corrected ramp is a product: long exposures spill to disk
-        product.data = allocate((nints, ngroups, ny, nx), np.float32,
-                                spill_dir=pipeline.params.output_dir)
-        product.groupdq = allocate((nints, ngroups, ny, nx), np.uint8,
-                                   spill_dir=pipeline.params.output_dir)
 
     out_dir = Path(pipeline.params.output_dir or ".")
     source = raw.path or Path("jwpipe_exposure_uncal.fits")
@@ -378,7 +373,7 @@ def _stream_ramp_chain(pipeline, init, staged: list):
     if whole and nints > 1:
         log.info("%s needs every integration at once: one block of %d integrations (memory "
                  "grows with NINTS)", ", ".join(whole), nints)
-    pixeldq = np.zeros((ny, nx), np.uint32)
+    pixeldq = out_pixeldq = np.zeros((ny, nx), np.uint32)
     buffers = BlockBuffers()
     step_seconds = {step.name: 0.0 for step, _, _ in active}
     fit_seconds = 0.0
@@ -410,10 +405,23 @@ def _stream_ramp_chain(pipeline, init, staged: list):
                     with timed(f"prepare {step.name}", log, level=10):
                         entry[2] = step.prepare(product, entry[1])
                 step.process_block(block, entry[2])
+                if block.data.shape[1:] != product.exposure_shape[1:]:
+                    # IRS2 refpix strips the interleaved reference pixels: the steps after it
+                    # (prepared when this block reaches them) see the new frames.
+                    product.exposure_shape = (nints,) + block.data.shape[1:]
                 if last:  # later steps and ramp fitting run without this step's references
                     entry[2] = step.release(entry[2])
                 step_seconds[step.name] += time.perf_counter() - t0
+            # PIXELDQ is shared by the blocks; the product's is the one the last step handed on
+            # (IRS2 refpix strips it: the next block starts again from the raw-layout plane).
+            out_pixeldq = block.pixeldq
             if keep_ramp:
+                if product.data is None:  # the whole corrected ramp is a product: long
+                    # exposures spill to disk
+                    product.data = allocate(product.exposure_shape, np.float32,
+                                            spill_dir=pipeline.params.output_dir)
+                    product.groupdq = allocate(product.exposure_shape, np.uint8,
+                                               spill_dir=pipeline.params.output_dir)
                 product.data[start:stop] = block.data
                 product.groupdq[start:stop] = block.groupdq
             if fit_step is not None:
@@ -431,7 +439,7 @@ def _stream_ramp_chain(pipeline, init, staged: list):
             # writes), so at most one block is ever resident.
             block = data = groupdq = zero = None
     buffers = None
-    product.pixeldq = pixeldq
+    product.pixeldq = out_pixeldq
     for step, _, state in active:
         step.finish(product, state)
         if product.meta.get(f"cal_step.{step.cal_step}") is None:

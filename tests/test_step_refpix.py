@@ -9,7 +9,7 @@ from scipy import stats
 from jwpipe import dq
 from jwpipe._ext import _rowcol
 from jwpipe.datamodels import RampModel
-from jwpipe.errors import ConfigError, StepNotImplementedError
+from jwpipe.errors import ConfigError
 from jwpipe.steps.base import RampBlock
 from jwpipe.steps.refpix import (
     RefPixStep,
@@ -302,12 +302,17 @@ def test_miri_full_frame_reference_columns():
                 assert resid[0, g, p::2, a::4].mean() == pytest.approx(drift[0, p, a], abs=0.3)
 
 
-def test_irs2_and_sirs_are_clear_errors():
+def test_irs2_without_its_reference_and_sirs_are_clear_errors():
+    """An IRS2 exposure needs the REFPIX reference (its alpha and beta): without one the step
+    says so, naming READPATT, rather than skipping and leaving 3200-row frames to the steps
+    after it. The IRS2 mean subtraction and SIRS are not implemented: ConfigErrors."""
     data = np.zeros((1, 1, 3200, 2048), np.float32)
     model = make_model(data, "NRS1")
     model.meta.exposure.readpatt = "NRSIRS2"
-    with pytest.raises(StepNotImplementedError, match="READPATT=NRSIRS2"):
+    with pytest.raises(ConfigError, match="READPATT=NRSIRS2.*REFPIX reference"):
         run(model)
+    with pytest.raises(ConfigError, match="irs2_mean_subtraction"):
+        run(model, irs2_mean_subtraction=True)
     full = make_model(np.zeros((1, 1, 64, 64), np.float32), "NRCA1", noutputs=1)
     with pytest.raises(ConfigError, match="sirs"):
         run(full, refpix_algorithm="sirs")

@@ -13,7 +13,8 @@ import numpy as np
 from .base import NOT_APPLICABLE
 
 __all__ = ["open_ref", "ref_array", "ref_dq", "dq_def_of", "subarray_key", "is_miri",
-           "miri_with_groups", "exposure_int", "or_into", "NOT_APPLICABLE"]
+           "miri_with_groups", "exposure_int", "or_into", "irs2_rows", "to_frames",
+           "NOT_APPLICABLE"]
 
 
 def open_ref(path, reftype: str):
@@ -34,14 +35,71 @@ class _Probe:
 
 
 def subarray_key(shape, ref_meta, sci_meta, *, name: str):
-    """Index tuple (for the last two axes) of the science subarray in a reference array."""
+    """Index tuple (for the last two axes) of the science subarray in a reference array.
+
+    A reference in IRS2 layout (a frame axis over 2048) for an IRS2 exposure is used whole: its
+    SUBSIZE keywords describe the 2048 x 2048 detector, as the science data's do.
+    """
+    from ..irs2 import NORMAL_SIZE, is_irs2
     from ..references import cut_to_subarray
 
+    if (len(shape) >= 2 and max(shape[-2:]) > NORMAL_SIZE
+            and is_irs2(_get(sci_meta, "exposure.readpatt"), ())):
+        return (Ellipsis, slice(None), slice(None))
     probe = _Probe(shape)
     key = cut_to_subarray(probe, ref_meta, sci_meta, name=name)
     if key is probe:
         return (Ellipsis, slice(None), slice(None))
     return key
+
+
+def _get(meta, key):
+    return meta.get(key) if hasattr(meta, "get") else None
+
+
+def irs2_rows(model):
+    """For an exposure whose frames are in IRS2 layout, the DMS row mask of its normal pixels
+    (:func:`jwpipe.irs2.dms_row_mask`); None for any other exposure (or frames already
+    stripped by refpix)."""
+    from ..irs2 import NORMAL_SIZE, dms_row_mask
+    from .base import exposure_shape
+
+    shape = exposure_shape(model)
+    if shape[-2] <= NORMAL_SIZE:
+        return None
+    meta = model.meta
+    return dms_row_mask(meta.get("instrument.detector"), shape[-2],
+                        int(meta.get("exposure.nrs_normal") or 16),
+                        int(meta.get("exposure.nrs_reference") or 4))
+
+
+def to_frames(array, rows, *, fill, name: str):
+    """A reference array (..., ny, nx) laid out like the exposure's frames.
+
+    Parameters
+    ----------
+    array : ndarray or None
+        Already cut to the science subarray: in the exposure's layout, or, for an exposure in
+        IRS2 layout, in the normal 2048 x 2048 layout.
+    rows : ndarray of bool or None
+        From :func:`irs2_rows`; None leaves ``array`` as it is.
+    fill : scalar
+        The value at the reference output and the interleaved reference pixels when a
+        normal-layout array is spread out.
+    name : str
+        The reference file, for messages.
+    """
+    if array is None or rows is None or array.shape[-2] == rows.size:
+        return array
+    if array.shape[-2] != int(rows.sum()):
+        from ..errors import ReferenceFileError
+
+        raise ReferenceFileError(f"{name}: reference frames of {array.shape[-2]} rows fit "
+                                 f"neither the IRS2 frames ({rows.size} rows) nor their "
+                                 f"{int(rows.sum())} normal rows")
+    out = np.full(array.shape[:-2] + (rows.size, array.shape[-1]), fill, dtype=array.dtype)
+    out[..., rows, :] = array
+    return out
 
 
 def ref_array(model, attr: str, sci_meta, *, name: str, dtype=np.float32, lead=()):

@@ -13,7 +13,7 @@ import numpy as np
 
 from .. import dq
 from ..errors import DataShapeError
-from ._stage1_refs import open_ref, ref_dq
+from ._stage1_refs import irs2_rows, open_ref, ref_dq, to_frames
 from .base import RampBlock, RampStep, StepParams
 
 __all__ = ["apply_mask", "DQInitStep"]
@@ -74,6 +74,8 @@ class DQInitStep(RampStep):
         if mask.ndim != 2:
             raise DataShapeError(f"{path}: MASK DQ has shape {mask.shape}; only 2-D masks "
                                  "are supported")
+        # IRS2 frames: a mask of the normal pixels flags none of the reference pixels.
+        mask = to_frames(mask, irs2_rows(model), fill=0, name=str(path))
         if self.params.user_supplied_dq:
             from astropy.io import fits
 

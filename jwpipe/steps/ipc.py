@@ -11,7 +11,8 @@ The convolution runs in a compiled kernel (``jwpipe._ext._ipc``) that keeps a ri
 rows, so each image is read and written once. NaN kernel values: in a 2-D kernel a NaN
 off-centre element counts as 0 (NaN in the centre is an error); in a 4-D kernel a pixel whose
 kernel holds any NaN is left uncorrected (identity kernel). The reference pipeline would spread the
-NaN through the image instead.
+NaN through the image instead. NIRSpec IRS2 frames: the normal pixels are taken out, corrected
+and put back (the reference output and interleaved reference pixels are left alone).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ from typing import NamedTuple
 import numpy as np
 
 from .._ext import _ipc
-from ..errors import ReferenceFileError, StepNotImplementedError
+from ..errors import ReferenceFileError
+from ..irs2 import from_irs2, to_irs2
 from ..logs import get_logger
+from ._stage1_refs import irs2_rows
 from .base import RampBlock, RampStep, StepParams, exposure_shape
 
 __all__ = ["ReferenceBorder", "reference_border", "prepare_kernel", "ipc_convolve",
@@ -183,6 +186,7 @@ class IPCPlan:
     per_pixel: bool
     border: ReferenceBorder
     read_variance_scale: float | np.ndarray = 1.0
+    irs2_rows: np.ndarray | None = None  # IRS2 frames: the rows of their normal pixels
 
 
 class IPCStep(RampStep):
@@ -205,12 +209,9 @@ class IPCStep(RampStep):
         path = refs["ipc"]
         meta = model.meta
         shape = exposure_shape(model)
-        readpatt = str(meta.get("exposure.readpatt") or "").upper()
-        if readpatt.startswith("NRSIRS2") or max(shape[-2:]) > NIR_SIZE:
-            raise StepNotImplementedError(
-                f"ipc: NIRSpec IRS2 readout (READPATT={readpatt or '?'}) is not supported by "
-                "jwpipe yet; skip the step (--steps.ipc.skip=true)")
-        ny, nx = shape[-2:]
+        # IRS2 frames: the kernel works on their normal pixels, taken out and put back.
+        rows = irs2_rows(model)
+        ny, nx = shape[-2:] if rows is None else (int(rows.sum()), shape[-1])
         sub = meta.subarray
         xstart, ystart = sub.xstart or 1, sub.ystart or 1
         xsize, ysize = sub.xsize or nx, sub.ysize or ny
@@ -238,11 +239,17 @@ class IPCStep(RampStep):
             full[border.bottom_rows:ny - border.top_rows,
                  border.left_columns:nx - border.right_columns] = scale
             scale = full
-        return IPCPlan(kernel4, per_pixel, border, scale)
+        return IPCPlan(kernel4, per_pixel, border, scale, rows)
 
     def process_block(self, block: RampBlock, plan: IPCPlan) -> None:
-        images = np.reshape(block.data, (-1,) + block.data.shape[-2:], copy=False)
-        ipc_convolve(images, plan.kernel, plan.per_pixel, plan.border, self.threads)
+        if plan.irs2_rows is not None:
+            normal = np.ascontiguousarray(from_irs2(block.data, plan.irs2_rows))
+            images = np.reshape(normal, (-1,) + normal.shape[-2:], copy=False)
+            ipc_convolve(images, plan.kernel, plan.per_pixel, plan.border, self.threads)
+            to_irs2(block.data, normal, plan.irs2_rows)
+        else:
+            images = np.reshape(block.data, (-1,) + block.data.shape[-2:], copy=False)
+            ipc_convolve(images, plan.kernel, plan.per_pixel, plan.border, self.threads)
         block.extras["read_variance_scale"] = plan.read_variance_scale
 
     def release(self, plan: IPCPlan) -> None:

@@ -22,8 +22,15 @@ and right reference columns, separately for even and odd rows, averaged and subt
 subarrays are skipped, and MIRI is skipped altogether by default (``skip_miri``), as the reference
 pipeline's parameter files configure it. ZEROFRAME is corrected like one more group.
 
-Not implemented: NIRSpec IRS2 (a clear error names READPATT), the SIRS side-pixel algorithm
-(``refpix_algorithm='sirs'`` raises a ConfigError) and multistripe/superstripe subarrays.
+NIRSpec IRS2 readouts (READPATT NRSIRS2, NRSIRS2RAPID: frames of 3200 x 2048) are corrected with
+their interleaved reference pixels and reference output (:mod:`jwpipe.irs2`, the REFPIX
+reference's alpha and beta); the step then strips those pixels, so the blocks it hands on have
+2048 x 2048 frames (``preserve_irs2_refpix`` keeps them, as the reference pipeline does for
+building bias files).
+
+Not implemented: the SIRS side-pixel algorithm (``refpix_algorithm='sirs'`` raises a
+ConfigError), the mean subtraction before IRS2 (``irs2_mean_subtraction``) and
+multistripe/superstripe subarrays.
 """
 
 from __future__ import annotations
@@ -35,9 +42,9 @@ import numpy as np
 
 from .. import dq as dqflags
 from .._ext import _rowcol
-from ..errors import ConfigError, StepNotImplementedError
+from ..errors import ConfigError, DataShapeError
 from ..logs import get_logger
-from .base import RampBlock, RampStep, StepParams, exposure_shape
+from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
 
 __all__ = [
     "detector_view", "detector_origin", "clipped_mean",
@@ -52,7 +59,6 @@ NIR_SIZE = 2048          # near-IR detector side, pixels
 NIR_REF = 4              # width of the reference border
 NIR_AMP_WIDTH = 512      # columns per output (4 outputs)
 MIRI_ROWS, MIRI_COLS = 1024, 1032
-IRS2_READPATTS = ("NRSIRS2", "NRSIRS2RAPID")
 # NIRSpec subarrays that reach no detector edge: their first/last 4 columns serve as references.
 NRS_EDGELESS_SUBARRAYS = ("SUB512", "SUB512S", "SUB32")
 
@@ -465,7 +471,7 @@ class RefPixParams(StepParams):
 class RefPixPlan:
     """What :meth:`RefPixStep.process_block` does for this exposure."""
 
-    mode: str                       # "nir", "nir1", "miri" or "skip"
+    mode: str                       # "nir", "nir1", "miri", "irs2" or "skip"
     reason: str = ""
     fastaxis: int = -1
     slowaxis: int = 2
@@ -474,6 +480,7 @@ class RefPixPlan:
     is_nirspec: bool = False
     cache: dict = field(default_factory=dict)    # DQ-derived layouts, filled on the first block
     status: str = "COMPLETE"
+    irs2: Any = None                # IRS2: the Irs2Reference and the readout (see _prepare_irs2)
 
 
 class RefPixStep(RampStep):
@@ -505,10 +512,7 @@ class RefPixStep(RampStep):
         shape = exposure_shape(model)
         readpatt = str(meta.get("exposure.readpatt") or "").upper()
         if _is_irs2(meta, shape):
-            raise StepNotImplementedError(
-                f"refpix: NIRSpec IRS2 readout (READPATT={readpatt or '?'}, frame "
-                f"{shape[-1]}x{shape[-2]}) is not supported by jwpipe yet; skip the step "
-                "(--steps.refpix.skip=true) or use the reference pipeline for IRS2 data")
+            return self._prepare_irs2(model, refs, shape, readpatt)
         detector = str(meta.get("instrument.detector") or "").upper()
         instrument = str(meta.get("instrument.name") or "").upper()
         sub = meta.subarray
@@ -543,8 +547,60 @@ class RefPixStep(RampStep):
                           subarray_name=str(sub.name or "").upper(),
                           is_nirspec=detector.startswith("NRS"))
 
+    def _prepare_irs2(self, model, refs, shape, readpatt) -> RefPixPlan:
+        from ..irs2 import dms_row_mask, read_irs2_reference
+
+        p = self.params
+        if p.irs2_mean_subtraction:
+            raise ConfigError("step refpix: irs2_mean_subtraction (the ordinary correction "
+                              "before the IRS2 one) is not implemented in jwpipe yet; leave it "
+                              "False")
+        path = refs.get("refpix")
+        if path in (None, NOT_APPLICABLE):
+            raise ConfigError(f"refpix: {model.path or 'input'} is an IRS2 exposure "
+                              f"(READPATT={readpatt or '?'}), which needs a REFPIX reference "
+                              "file (none found; give one with --override refpix=FILE)")
+        meta = model.meta
+        detector = str(meta.get("instrument.detector") or "").upper()
+        scipix_n = int(meta.get("exposure.nrs_normal") or 16)
+        refpix_r = int(meta.get("exposure.nrs_reference") or 4)
+        row_mask = dms_row_mask(detector, shape[-2], scipix_n, refpix_r)  # checks the layout
+        if shape[-1] != row_mask.sum():
+            raise DataShapeError(f"refpix: {model.path or 'input'} has IRS2 frames of "
+                                 f"{shape[-2]}x{shape[-1]}; expected {shape[-2]}x"
+                                 f"{int(row_mask.sum())} (rows along the readout direction)")
+        log.info("IRS2 readout (NRS_NORM=%d, NRS_REF=%d) corrected with %s", scipix_n,
+                 refpix_r, path)
+        return RefPixPlan("irs2", irs2=dict(reference=read_irs2_reference(path),
+                                            detector=detector, scipix_n=scipix_n,
+                                            refpix_r=refpix_r, row_mask=row_mask))
+
+    def _irs2_block(self, block: RampBlock, plan: RefPixPlan) -> None:
+        from ..irs2 import from_irs2, irs2_subtract_reference
+
+        p, irs2 = self.params, plan.irs2
+        data, pixeldq, groupdq = irs2_subtract_reference(
+            block.data, block.pixeldq, block.groupdq, irs2["reference"], irs2["detector"],
+            scipix_n=irs2["scipix_n"], refpix_r=irs2["refpix_r"],
+            n_sigma=p.ovr_corr_mitigation_ftr, preserve_refpix=p.preserve_irs2_refpix,
+            nthreads=self.threads)
+        # PIXELDQ is shared by the exposure's blocks and later steps add flags to it: the
+        # stripped plane is kept here and handed on with every block.
+        kept = plan.cache.get("pixeldq")
+        if kept is None:
+            kept = plan.cache["pixeldq"] = pixeldq
+        else:
+            np.bitwise_or(kept, pixeldq, out=kept)
+        block.data, block.groupdq, block.pixeldq = data, groupdq, kept
+        if block.zeroframe is not None and not p.preserve_irs2_refpix:
+            block.zeroframe = np.ascontiguousarray(from_irs2(block.zeroframe,
+                                                             irs2["row_mask"]))
+
     def process_block(self, block: RampBlock, plan: RefPixPlan) -> None:
         if plan.mode == "skip":
+            return
+        if plan.mode == "irs2":
+            self._irs2_block(block, plan)
             return
         if plan.mode == "miri":
             self._miri_block(block, plan)
@@ -636,6 +692,7 @@ class RefPixStep(RampStep):
 
     def release(self, plan: RefPixPlan) -> RefPixPlan:
         plan.cache.clear()  # per-exposure layouts (a full-frame DQ copy): finish needs none
+        plan.irs2 = None    # the IRS2 reference's alpha and beta (47 MB)
         return plan
 
     def finish(self, model, plan: RefPixPlan) -> None:
@@ -650,5 +707,6 @@ def _image_stack(data: np.ndarray) -> np.ndarray:
 
 
 def _is_irs2(meta, shape) -> bool:
-    readpatt = str(meta.get("exposure.readpatt") or "").upper()
-    return readpatt in IRS2_READPATTS or (len(shape) >= 2 and max(shape[-2:]) > NIR_SIZE)
+    from ..irs2 import is_irs2
+
+    return is_irs2(meta.get("exposure.readpatt"), shape)

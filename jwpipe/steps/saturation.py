@@ -16,6 +16,10 @@ the jump from group 1 to 2 exceeds (threshold - group 1)/NFRAMES, i.e. a saturat
 extrapolation of group 1 from scaling the bias.
 
 ZEROFRAME values that are saturated, at the A/D floor or next to a saturated value are set to 0.
+
+NIRSpec IRS2 frames (3200 rows) with the usual 2048 x 2048 thresholds: the normal pixels are
+taken out, flagged as above and put back; the reference output and interleaved reference pixels
+are never flagged (as in the reference pipeline).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import numpy as np
 
 from .. import dq
 from .._ext import _saturation
+from ..irs2 import from_irs2, to_irs2
 from ..logs import get_logger
-from ._stage1_refs import NOT_APPLICABLE, open_ref, or_into, ref_array, ref_dq
+from ._stage1_refs import NOT_APPLICABLE, irs2_rows, open_ref, or_into, ref_array, ref_dq, to_frames
 from .base import RampBlock, RampStep, StepParams
 
 __all__ = ["ATOD_LIMIT", "prepare_thresholds", "flag_saturation", "grow_mask",
@@ -215,6 +220,7 @@ class _SatState:
     bias: np.ndarray | None
     nframes: int
     zero_frame: bool
+    irs2_rows: np.ndarray | None = None  # IRS2 frames: the rows of their normal pixels
 
 
 class SaturationStep(RampStep):
@@ -235,24 +241,53 @@ class SaturationStep(RampStep):
         thr = ref_array(ref, "data", model.meta, name=str(path))
         sat_dq = ref_dq(ref, model.meta, name=str(path))
         threshold, flags, no_check = prepare_thresholds(thr, sat_dq)
+        rows = irs2_rows(model)
+        if rows is not None and threshold.shape[-2] == rows.size:
+            rows = None  # thresholds in IRS2 layout: the frames are flagged as they are
+        flags = to_frames(flags, rows, fill=0, name=str(path))  # into PIXELDQ as it is laid out
         nframes = int(model.meta.exposure.nframes or 1)
         bias = None
         if self.params.use_readpatt and nframes > 1 and refs.get("superbias") not in (
                 None, NOT_APPLICABLE):
             bpath = refs["superbias"]
             bias = ref_array(open_ref(bpath, "superbias"), "data", model.meta, name=str(bpath))
+            if rows is not None and bias.shape[-2] == rows.size:
+                bias = np.ascontiguousarray(from_irs2(bias, rows))
         if self.params.use_readpatt:
             log.info("using the read pattern with nframes %d", nframes)
         return _SatState(threshold, flags, no_check, bias,
                          nframes if self.params.use_readpatt else 1,
-                         bool(model.meta.exposure.zero_frame))
+                         bool(model.meta.exposure.zero_frame), rows)
 
     def process_block(self, block: RampBlock, state: _SatState) -> None:
+        rows = state.irs2_rows
+        if rows is not None:
+            self._irs2_block(block, state, rows)
+            return
         zero = block.zeroframe if state.zero_frame else None
         flag_saturation(block.data, block.groupdq, state.threshold,
                         n_pix_grow_sat=self.params.n_pix_grow_sat, nframes=state.nframes,
                         bias=state.bias, no_sat_check=state.no_sat_check, zeroframe=zero,
                         nthreads=self.threads)
+        or_into(block.pixeldq, state.pixel_flags)
+
+    def _irs2_block(self, block: RampBlock, state: _SatState, rows: np.ndarray) -> None:
+        """IRS2 frames with normal-layout thresholds: the normal pixels are flagged as a
+        2048 x 2048 exposure would be (saturation grows between pixels that are neighbours
+        on the detector, across the interleaved reference pixels), the reference pixels never
+        (as the reference pipeline does)."""
+        data = np.ascontiguousarray(from_irs2(block.data, rows))
+        groupdq = np.ascontiguousarray(from_irs2(block.groupdq, rows))
+        zero = None
+        if state.zero_frame and block.zeroframe is not None:
+            zero = np.ascontiguousarray(from_irs2(block.zeroframe, rows))
+        flag_saturation(data, groupdq, state.threshold,
+                        n_pix_grow_sat=self.params.n_pix_grow_sat, nframes=state.nframes,
+                        bias=state.bias, no_sat_check=state.no_sat_check, zeroframe=zero,
+                        nthreads=self.threads)
+        to_irs2(block.groupdq, groupdq, rows)
+        if zero is not None:
+            to_irs2(block.zeroframe, zero, rows)
         or_into(block.pixeldq, state.pixel_flags)
 
     def release(self, state: _SatState):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._stage1_refs import open_ref, or_into, ref_array, ref_dq
+from ._stage1_refs import irs2_rows, open_ref, or_into, ref_array, ref_dq, to_frames
 from .base import RampBlock, RampStep, StepParams
 
 __all__ = ["prepare_superbias", "subtract_superbias", "SuperBiasStep"]
@@ -67,9 +67,14 @@ class SuperBiasStep(RampStep):
     def prepare(self, model, refs):
         path = refs["superbias"]
         ref = open_ref(path, "superbias")
-        bias = prepare_superbias(ref_array(ref, "data", model.meta, name=str(path)))
-        return _BiasState(bias, ref_dq(ref, model.meta, name=str(path)),
-                          bool(model.meta.exposure.zero_frame))
+        # IRS2 frames: a normal-layout superbias leaves the reference pixels as they are (the
+        # IRS2 correction takes out each pixel's mean level before it uses them).
+        rows = irs2_rows(model)
+        bias = to_frames(ref_array(ref, "data", model.meta, name=str(path)), rows, fill=0.0,
+                         name=str(path))
+        flags = to_frames(ref_dq(ref, model.meta, name=str(path)), rows, fill=0,
+                          name=str(path))
+        return _BiasState(prepare_superbias(bias), flags, bool(model.meta.exposure.zero_frame))
 
     def process_block(self, block: RampBlock, state: _BiasState) -> None:
         zero = block.zeroframe if state.zero_frame else None
