@@ -24,8 +24,8 @@ import numpy as np
 from . import dq as _dq
 from .errors import DataShapeError, ReferenceFileError
 
-__all__ = ["IRS2_READPATTS", "NORMAL_SIZE", "is_irs2", "irs2_length", "normal_pixel_mask",
-           "dms_row_mask", "from_irs2", "to_irs2"]
+__all__ = ["IRS2_READPATTS", "NORMAL_SIZE", "is_irs2", "readout_of", "irs2_length",
+           "normal_pixel_mask", "dms_row_mask", "from_irs2", "to_irs2"]
 
 #: READPATT values of IRS2 exposures.
 IRS2_READPATTS = ("NRSIRS2", "NRSIRS2RAPID")
@@ -48,6 +48,13 @@ def is_irs2(readpatt, frame_shape) -> bool:
     """
     rp = str(readpatt or "").strip().upper()
     return rp in IRS2_READPATTS or (len(frame_shape) >= 2 and max(frame_shape[-2:]) > NORMAL_SIZE)
+
+
+def readout_of(meta) -> tuple[int, int]:
+    """``(scipix_n, refpix_r)`` of an exposure: its NRS_NORM and NRS_REF keywords, 16 and 4 when
+    absent (the values every IRS2 readout uses in practice)."""
+    return (int(meta.get("exposure.nrs_normal") or 16),
+            int(meta.get("exposure.nrs_reference") or 4))
 
 
 def irs2_length(scipix_n: int = 16, refpix_r: int = 4) -> int:

@@ -6,7 +6,7 @@ import numpy as np
 
 from ..datamodels import Level1bModel, RampModel
 from ..errors import DataShapeError, MissingKeywordError
-from ..irs2 import irs2_length, is_irs2
+from ..irs2 import irs2_length, is_irs2, readout_of
 
 __all__ = ["check_level1b", "ramp_from_level1b", "read_block", "block_size_for"]
 
@@ -42,17 +42,14 @@ def check_level1b(model) -> None:
         raise DataShapeError(f"{where}: extension SCI holds {shape[1]} groups but NGROUPS="
                              f"{ngroups}")
     xsize, ysize = model.meta.subarray.xsize, model.meta.subarray.ysize
-    if is_irs2(model.meta.exposure.readpatt, ()):
+    irs2 = is_irs2(model.meta.exposure.readpatt, ())
+    if irs2 and ysize:
         # IRS2 frames add the reference output and interleaved reference pixels along the
         # readout direction (the rows in DMS orientation) to the SUBSIZE1 x SUBSIZE2 detector.
-        n = int(model.meta.get("exposure.nrs_normal") or 16)
-        r = int(model.meta.get("exposure.nrs_reference") or 4)
-        if ysize:
-            ysize = irs2_length(n, r)
+        ysize = irs2_length(*readout_of(model.meta))
     if xsize and ysize and (shape[3], shape[2]) != (xsize, ysize):
         layout = (f" (IRS2 readout, READPATT={model.meta.exposure.readpatt}: {xsize}x{ysize} "
-                  "with the reference output and interleaved reference pixels)"
-                  if is_irs2(model.meta.exposure.readpatt, ()) else "")
+                  "with the reference output and interleaved reference pixels)" if irs2 else "")
         raise DataShapeError(f"{where}: extension SCI is {shape[3]}x{shape[2]} pixels but "
                              f"SUBSIZE1={model.meta.subarray.xsize}, "
                              f"SUBSIZE2={model.meta.subarray.ysize}{layout}")

@@ -61,16 +61,14 @@ def irs2_rows(model):
     """For an exposure whose frames are in IRS2 layout, the DMS row mask of its normal pixels
     (:func:`jwpipe.irs2.dms_row_mask`); None for any other exposure (or frames already
     stripped by refpix)."""
-    from ..irs2 import NORMAL_SIZE, dms_row_mask
+    from ..irs2 import NORMAL_SIZE, dms_row_mask, readout_of
     from .base import exposure_shape
 
     shape = exposure_shape(model)
     if shape[-2] <= NORMAL_SIZE:
         return None
-    meta = model.meta
-    return dms_row_mask(meta.get("instrument.detector"), shape[-2],
-                        int(meta.get("exposure.nrs_normal") or 16),
-                        int(meta.get("exposure.nrs_reference") or 4))
+    return dms_row_mask(model.meta.get("instrument.detector"), shape[-2],
+                        *readout_of(model.meta))
 
 
 def to_frames(array, rows, *, fill, name: str):

@@ -242,14 +242,12 @@ class IPCStep(RampStep):
         return IPCPlan(kernel4, per_pixel, border, scale, rows)
 
     def process_block(self, block: RampBlock, plan: IPCPlan) -> None:
-        if plan.irs2_rows is not None:
-            normal = np.ascontiguousarray(from_irs2(block.data, plan.irs2_rows))
-            images = np.reshape(normal, (-1,) + normal.shape[-2:], copy=False)
-            ipc_convolve(images, plan.kernel, plan.per_pixel, plan.border, self.threads)
-            to_irs2(block.data, normal, plan.irs2_rows)
-        else:
-            images = np.reshape(block.data, (-1,) + block.data.shape[-2:], copy=False)
-            ipc_convolve(images, plan.kernel, plan.per_pixel, plan.border, self.threads)
+        rows = plan.irs2_rows
+        data = block.data if rows is None else np.ascontiguousarray(from_irs2(block.data, rows))
+        images = np.reshape(data, (-1,) + data.shape[-2:], copy=False)
+        ipc_convolve(images, plan.kernel, plan.per_pixel, plan.border, self.threads)
+        if rows is not None:
+            to_irs2(block.data, data, rows)
         block.extras["read_variance_scale"] = plan.read_variance_scale
 
     def release(self, plan: IPCPlan) -> None:

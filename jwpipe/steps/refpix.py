@@ -43,6 +43,7 @@ import numpy as np
 from .. import dq as dqflags
 from .._ext import _rowcol
 from ..errors import ConfigError, DataShapeError
+from ..irs2 import is_irs2
 from ..logs import get_logger
 from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
 
@@ -500,7 +501,7 @@ class RefPixStep(RampStep):
         # SIRS needs its kernel and IRS2 readouts their refpix reference; an override is
         # recorded either way.
         needed = {"sirskernel": self.params.refpix_algorithm == "sirs",
-                  "refpix": _is_irs2(model.meta, exposure_shape(model))}
+                  "refpix": is_irs2(model.meta.get("exposure.readpatt"), exposure_shape(model))}
         return tuple(r for r in self.reference_types if needed[r] or r in self.overrides)
 
     def prepare(self, model, refs) -> RefPixPlan:
@@ -511,7 +512,7 @@ class RefPixStep(RampStep):
                               f"{p.refpix_algorithm!r}")
         shape = exposure_shape(model)
         readpatt = str(meta.get("exposure.readpatt") or "").upper()
-        if _is_irs2(meta, shape):
+        if is_irs2(readpatt, shape):
             return self._prepare_irs2(model, refs, shape, readpatt)
         detector = str(meta.get("instrument.detector") or "").upper()
         instrument = str(meta.get("instrument.name") or "").upper()
@@ -548,7 +549,7 @@ class RefPixStep(RampStep):
                           is_nirspec=detector.startswith("NRS"))
 
     def _prepare_irs2(self, model, refs, shape, readpatt) -> RefPixPlan:
-        from ..irs2 import dms_row_mask, read_irs2_reference
+        from ..irs2 import dms_row_mask, read_irs2_reference, readout_of
 
         p = self.params
         if p.irs2_mean_subtraction:
@@ -562,8 +563,7 @@ class RefPixStep(RampStep):
                               "file (none found; give one with --override refpix=FILE)")
         meta = model.meta
         detector = str(meta.get("instrument.detector") or "").upper()
-        scipix_n = int(meta.get("exposure.nrs_normal") or 16)
-        refpix_r = int(meta.get("exposure.nrs_reference") or 4)
+        scipix_n, refpix_r = readout_of(meta)
         row_mask = dms_row_mask(detector, shape[-2], scipix_n, refpix_r)  # checks the layout
         if shape[-1] != row_mask.sum():
             raise DataShapeError(f"refpix: {model.path or 'input'} has IRS2 frames of "
@@ -704,9 +704,3 @@ class RefPixStep(RampStep):
 def _image_stack(data: np.ndarray) -> np.ndarray:
     """(nb, ng, ny, nx) -> a (nb*ng, ny, nx) view of the same memory (never a copy)."""
     return np.reshape(data, (-1,) + data.shape[-2:], copy=False)
-
-
-def _is_irs2(meta, shape) -> bool:
-    from ..irs2 import is_irs2
-
-    return is_irs2(meta.get("exposure.readpatt"), shape)

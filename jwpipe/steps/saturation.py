@@ -260,34 +260,25 @@ class SaturationStep(RampStep):
                          bool(model.meta.exposure.zero_frame), rows)
 
     def process_block(self, block: RampBlock, state: _SatState) -> None:
+        # IRS2 frames with normal-layout thresholds: the normal pixels are taken out and flagged
+        # as a 2048 x 2048 exposure would be (saturation grows between pixels that are
+        # neighbours on the detector, across the interleaved reference pixels), and their flags
+        # put back; the reference pixels are never flagged (as in the reference pipeline).
         rows = state.irs2_rows
-        if rows is not None:
-            self._irs2_block(block, state, rows)
-            return
         zero = block.zeroframe if state.zero_frame else None
-        flag_saturation(block.data, block.groupdq, state.threshold,
-                        n_pix_grow_sat=self.params.n_pix_grow_sat, nframes=state.nframes,
-                        bias=state.bias, no_sat_check=state.no_sat_check, zeroframe=zero,
-                        nthreads=self.threads)
-        or_into(block.pixeldq, state.pixel_flags)
-
-    def _irs2_block(self, block: RampBlock, state: _SatState, rows: np.ndarray) -> None:
-        """IRS2 frames with normal-layout thresholds: the normal pixels are flagged as a
-        2048 x 2048 exposure would be (saturation grows between pixels that are neighbours
-        on the detector, across the interleaved reference pixels), the reference pixels never
-        (as the reference pipeline does)."""
-        data = np.ascontiguousarray(from_irs2(block.data, rows))
-        groupdq = np.ascontiguousarray(from_irs2(block.groupdq, rows))
-        zero = None
-        if state.zero_frame and block.zeroframe is not None:
-            zero = np.ascontiguousarray(from_irs2(block.zeroframe, rows))
+        data, groupdq = block.data, block.groupdq
+        if rows is not None:
+            data, groupdq = (np.ascontiguousarray(from_irs2(a, rows)) for a in (data, groupdq))
+            if zero is not None:
+                zero = np.ascontiguousarray(from_irs2(zero, rows))
         flag_saturation(data, groupdq, state.threshold,
                         n_pix_grow_sat=self.params.n_pix_grow_sat, nframes=state.nframes,
                         bias=state.bias, no_sat_check=state.no_sat_check, zeroframe=zero,
                         nthreads=self.threads)
-        to_irs2(block.groupdq, groupdq, rows)
-        if zero is not None:
-            to_irs2(block.zeroframe, zero, rows)
+        if rows is not None:
+            to_irs2(block.groupdq, groupdq, rows)
+            if zero is not None:
+                to_irs2(block.zeroframe, zero, rows)
         or_into(block.pixeldq, state.pixel_flags)
 
     def release(self, state: _SatState):
