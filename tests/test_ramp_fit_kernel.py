@@ -417,6 +417,36 @@ def test_all_saturated_and_saturated_from_group_one():
             assert (getattr(res, name).reshape(-1)[:2] == 0).all()
 
 
+def test_every_group_flagged_is_no_data():
+    """A pixel-integration with no group left to fit (every group JUMP_DET, group 0 included: the
+    jump step's snowball cores masked from the previous integration do this to short ramps) is
+    DO_NOT_USE with a NaN slope and zero variances, like an all-DO_NOT_USE ramp. The reference
+    pipeline reports 0 +- 0 with only JUMP_DET there (a perfect measurement of nothing) and, with
+    one integration, a 0 rate; with group 0 unflagged it fits group 0 alone, and so do we."""
+    data, gdq = _flat(5, nx=3)
+    data = np.concatenate([data, data])                     # two integrations
+    gdq = np.concatenate([gdq, gdq])
+    gdq[0, :, 0, 0] = JUMP                                 # int 0: nothing to fit
+    gdq[:, :, 0, 1] = JUMP                                 # no integration has anything to fit
+    gdq[0, 1:, 0, 2] = JUMP                                # group 0 alone is fitted
+    g = np.full((1, 3), 2.0, np.float32)
+    rate, ints = rf.fit_ramps(data, gdq, g, g * 5, GT, GT, 1, suppress_one_group=False)
+    assert ints.dq[0, 0, 0] == DNU | JUMP and np.isnan(ints.slope[0, 0, 0])
+    for name in ("var_poisson", "var_rnoise", "err"):
+        assert getattr(ints, name)[0, 0, 0] == 0
+    # the other integration carries the pixel: a valid rate, JUMP_DET but not DO_NOT_USE
+    assert rate.dq[0, 0] == JUMP
+    np.testing.assert_allclose(rate.slope[0, 0], ints.slope[1, 0, 0], rtol=1e-6)
+    assert (ints.dq[:, 0, 1] == DNU | JUMP).all()
+    assert rate.dq[0, 1] == DNU | JUMP and np.isnan(rate.slope[0, 1]) and rate.err[0, 1] == 0
+    assert ints.dq[0, 0, 2] == JUMP                        # one-group segment, as the reference
+    np.testing.assert_allclose(ints.slope[0, 0, 2], data[0, 0, 0, 2] / np.float32(GT), rtol=1e-6)
+    ref = fit_ramps_reference(data, gdq, g, g * 5, GT, GT, 1, suppress_one_group=False,
+                              median_mode="integration")
+    assert_matches(rate, ref[0])
+    assert_matches(ints, ref[1])
+
+
 def test_bad_gain_and_readnoise_do_not_crash():
     data, gdq = _flat(5, nx=6)
     gain = np.array([[np.nan, 0.0, -2.0, 2.0, 2.0, 2.0]], np.float32)

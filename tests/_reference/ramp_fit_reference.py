@@ -10,7 +10,8 @@ Conventions (the same as ``jwpipe.ramp_fitting``):
   electrons used by the formulas is ``readnoise * gain / sqrt(2 * nframes)``.
 - A group is usable when its GROUPDQ is exactly 0. A segment is a run of usable groups; a group
   flagged exactly JUMP_DET just before a run is the first group of that run. Length-1 segments are
-  dropped when a longer one exists (only the first is kept when all have length 1).
+  dropped when a longer one exists (only the first is kept when all have length 1). A
+  pixel-integration with no segment at all is DO_NOT_USE (the reference pipeline: slope 0, no flag).
 - Segment and integration slopes are combined with read-noise-only weights (1 / var_R).
 - The Poisson variance uses a median rate. ``median_mode="exposure"`` uses the mean over all
   integrations of the per-integration median rates everywhere (the reference pipeline);
@@ -325,6 +326,9 @@ def fit_pixel(data, gdq, gain, rn_cds, pixeldq, dark, group_time, frame_time, nf
             if st["sat"] == ngroups:
                 ri["dq"][i] |= SATURATED
             fit = False
+        if not segs:
+            # nothing left to fit (e.g. every group flagged JUMP_DET, group 0 included): no data
+            ri["dq"][i] |= DO_NOT_USE
         seg_opt = []
         if opt is not None:
             opt.setdefault("segs", []).append(seg_opt)
