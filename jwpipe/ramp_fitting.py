@@ -41,10 +41,10 @@ power is picked (below).
   a partly saturated ramp stays valid; stcal >= 1.20), DO_NOT_USE when nothing could be fitted
   (every group DO_NOT_USE or SATURATED, group 0 saturated, or no segment at all) or the gain is
   unusable (then also NO_GAIN_VALUE). The one deliberate DQ difference from the reference: a
-  pixel-integration with no segment but not every group DO_NOT_USE or SATURATED (every group
-  flagged JUMP_DET, group 0 included, as the jump step's snowball-core masking does to short
-  ramps in the integration after a saturating hit) is DO_NOT_USE here; the reference gives it
-  slope 0 with zero variances and only JUMP_DET, a perfect-looking measurement of nothing. Other group flags, and DO_NOT_USE on single groups, are not carried over. Over the
+  pixel-integration with no segment although not every group is DO_NOT_USE or SATURATED (every
+  group carries some flag, JUMP_DET on group 0 included; the jump step itself never flags group
+  0) is DO_NOT_USE here; the reference gives it slope 0 with zero variances and only JUMP_DET, a
+  perfect-looking measurement of nothing, or with one integration a 0 rate. Other group flags, and DO_NOT_USE on single groups, are not carried over. Over the
   exposure the flags are OR-ed across integrations; DO_NOT_USE only if every integration is.
   DO_NOT_USE pixels have a NaN slope and zero variances. A NaN or zero read noise leaves the slope
   NaN without a flag, as in the reference.

@@ -418,11 +418,11 @@ def test_all_saturated_and_saturated_from_group_one():
 
 
 def test_every_group_flagged_is_no_data():
-    """A pixel-integration with no group left to fit (every group JUMP_DET, group 0 included: the
-    jump step's snowball cores masked from the previous integration do this to short ramps) is
-    DO_NOT_USE with a NaN slope and zero variances, like an all-DO_NOT_USE ramp. The reference
-    pipeline reports 0 +- 0 with only JUMP_DET there (a perfect measurement of nothing) and, with
-    one integration, a 0 rate; with group 0 unflagged it fits group 0 alone, and so do we."""
+    """A pixel-integration with no group left to fit (every group flagged JUMP_DET, group 0
+    included, which the jump step never does but an input's flags can) is DO_NOT_USE with a NaN
+    slope and zero variances, like an all-DO_NOT_USE ramp. The reference pipeline reports 0 +- 0
+    with only JUMP_DET there (a perfect measurement of nothing) and, with one integration, a 0
+    rate; with group 0 unflagged it fits group 0 alone, and so do we."""
     data, gdq = _flat(5, nx=3)
     data = np.concatenate([data, data])                     # two integrations
     gdq = np.concatenate([gdq, gdq])
