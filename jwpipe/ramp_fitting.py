@@ -39,12 +39,13 @@ power is picked (below).
   VAR_RNOISE.
 - DQ: PIXELDQ, plus JUMP_DET if any group had a jump, SATURATED if any group saturated (the slope of
   a partly saturated ramp stays valid; stcal >= 1.20), DO_NOT_USE when nothing could be fitted
-  (every group DO_NOT_USE or SATURATED, group 0 saturated, or no segment at all) or the gain is
-  unusable (then also NO_GAIN_VALUE). The one deliberate DQ difference from the reference: a
-  pixel-integration with no segment although not every group is DO_NOT_USE or SATURATED (every
-  group carries some flag, JUMP_DET on group 0 included; the jump step itself never flags group
-  0) is DO_NOT_USE here; the reference gives it slope 0 with zero variances and only JUMP_DET, a
-  perfect-looking measurement of nothing, or with one integration a 0 rate. Other group flags, and DO_NOT_USE on single groups, are not carried over. Over the
+  (every group DO_NOT_USE or SATURATED, group 0 saturated, or no segment at all, as for a ramp
+  whose one good group was suppressed, e.g. [0, JUMP_DET, SATURATED, ...]) or the gain is
+  unusable (then also NO_GAIN_VALUE). The one deliberate DQ difference from the reference: when
+  group 0 itself is flagged (DO_NOT_USE from MIRI firstframe, or JUMP_DET) and no other group is
+  left to fit (e.g. [DO_NOT_USE, JUMP_DET, SATURATED, ...]), the pixel-integration is
+  DO_NOT_USE here; the reference gives it slope 0 with zero variances and no DO_NOT_USE, a
+  perfect-looking measurement of nothing. Other group flags, and DO_NOT_USE on single groups, are not carried over. Over the
   exposure the flags are OR-ed across integrations; DO_NOT_USE only if every integration is.
   DO_NOT_USE pixels have a NaN slope and zero variances. A NaN or zero read noise leaves the slope
   NaN without a flag, as in the reference.

@@ -155,18 +155,22 @@ def saturating(sim_cache, tmp_path_factory):
 def test_all_groups_saturated_and_one_good_group(saturating, sim_cache, tmp_path_factory):
     """Ramps saturated from group 1 (0-based group 0): no slope (NaN) and SATURATED|DO_NOT_USE
     in the integration's DQ, and in the exposure's where every integration is; ramps whose only
-    unsaturated group is the first: suppressed by default (suppress_one_group=True: the
-    reference treats them as fully saturated: NaN, SATURATED|DO_NOT_USE); ramps saturating
-    later keep a slope flagged SATURATED only. Each class is checked on the pixels the saved ramp
+    unsaturated group is the first (or the only one not flagged, as in [0, JUMP, SAT, ...]):
+    suppressed by default (suppress_one_group=True: the reference treats them as fully
+    saturated: NaN, SATURATED|DO_NOT_USE); ramps with two or more good groups before saturating
+    keep a slope flagged SATURATED only. Each class is checked on the pixels the saved ramp
     flags that way, and the truth must agree that those pixels saturate there."""
     exp, truth = saturating
     p = _run(sim_cache, tmp_path_factory, exp, "saturating")
     gdq = p.ramp["GROUPDQ"]
     first = first_flagged(gdq, dq.SATURATED)
     good = _science_pixels(truth)[None]
+    # groups left for the fit (GROUPDQ 0): a JUMP_DET group before saturation starts a new
+    # segment but is not one of them, so [0, JUMP, SAT, ...] has one good group too
+    usable = (gdq == 0).sum(axis=1)
     all_sat = good & (first == 0)
-    one_good = good & (first == 1) & ((gdq[:, 0] & (SAT_DNU | dq.JUMP_DET)) == 0)
-    later = good & (first >= 2) & (first < gdq.shape[1])
+    one_good = good & (first >= 1) & (usable == 1) & ((gdq[:, 0] & SAT_DNU) == 0)
+    later = good & (first >= 2) & (first < gdq.shape[1]) & (usable >= 2)
     counts = {"all_saturated": int(all_sat.sum()), "one_good_group": int(one_good.sum()),
               "later": int(later.sum())}
     print("saturation classes (pixel-integrations):", counts)

@@ -418,11 +418,11 @@ def test_all_saturated_and_saturated_from_group_one():
 
 
 def test_every_group_flagged_is_no_data():
-    """A pixel-integration with no group left to fit (every group flagged JUMP_DET, group 0
-    included, which the jump step never does but an input's flags can) is DO_NOT_USE with a NaN
-    slope and zero variances, like an all-DO_NOT_USE ramp. The reference pipeline reports 0 +- 0
-    with only JUMP_DET there (a perfect measurement of nothing) and, with one integration, a 0
-    rate; with group 0 unflagged it fits group 0 alone, and so do we."""
+    """A pixel-integration with no group left to fit is DO_NOT_USE with a NaN slope and zero
+    variances, like an all-DO_NOT_USE ramp: here every group flagged JUMP_DET, group 0 included
+    (the reference pipeline reports 0 +- 0 with only JUMP_DET there, a perfect measurement of
+    nothing), and a ramp whose one good group is suppressed (as the reference). With group 0
+    unflagged and suppress_one_group=False group 0 alone is fitted, as in the reference."""
     data, gdq = _flat(5, nx=3)
     data = np.concatenate([data, data])                     # two integrations
     gdq = np.concatenate([gdq, gdq])
@@ -445,6 +445,12 @@ def test_every_group_flagged_is_no_data():
                               median_mode="integration")
     assert_matches(rate, ref[0])
     assert_matches(ints, ref[1])
+    # suppress_one_group (the default): [0, JUMP, SAT, ...] has one good group, suppressed;
+    # the reference gives NaN and SATURATED|DO_NOT_USE|JUMP_DET (it was 0 +- 0 here before)
+    gdq[:, :, 0, 2] = [0, JUMP, SAT, SAT, SAT]
+    rate, ints = rf.fit_ramps(data, gdq, g, g * 5, GT, GT, 1)
+    assert (ints.dq[:, 0, 2] == DNU | JUMP | SAT).all() and np.isnan(ints.slope[:, 0, 2]).all()
+    assert rate.dq[0, 2] == DNU | JUMP | SAT and np.isnan(rate.slope[0, 2])
 
 
 def test_bad_gain_and_readnoise_do_not_crash():

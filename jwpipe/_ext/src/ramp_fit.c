@@ -534,9 +534,9 @@ static void fit_integration(int n, scratch_t *w, int has_zf, double zf, const pi
     }
     const int nseg = fitted_segments(n, q, &st, w->ss, w->se);
     if (o != NULL) o->nseg = nseg;
-    /* No group left to fit (every group flagged, JUMP_DET on group 0 included): no data, like an
-     * all-DO_NOT_USE ramp. The reference reports 0 +- 0 with only JUMP_DET here, which reads as
-     * a perfect measurement. */
+    /* No group left to fit: no data, like an all-DO_NOT_USE ramp. The reference agrees when the
+     * one good group was suppressed; when group 0 itself is flagged it reports 0 +- 0 without
+     * DO_NOT_USE, which reads as a perfect measurement. */
     if (nseg == 0) dq |= DQ_DO_NOT_USE;
 
     double slope = 0.0, err = 0.0, vp = 0.0, vr = 0.0;
