@@ -453,6 +453,38 @@ def test_every_group_flagged_is_no_data():
     assert rate.dq[0, 2] == DNU | JUMP | SAT and np.isnan(rate.slope[0, 2])
 
 
+@pytest.mark.parametrize("suppress", [True, False], ids=["suppress", "keep"])
+def test_flag_patterns_match_the_reference(suppress):
+    """On 3200 pixel-integrations flagged every which way (JUMP_DET, DO_NOT_USE, AD_FLOOR,
+    CHARGELOSS and SATURATED runs, group 0 flagged or clean; ``tests/_reference/
+    make_ramp_flags_oracle.py``, stcal 1.20) the DQ and the NaN slopes are the reference's, and
+    the slopes agree to float32 rounding (rtol 1e-5: the kernel evaluates the reference's
+    expressions in double precision; stored float32), except for the documented difference: a
+    flagged group 0 with nothing else to fit is DO_NOT_USE and NaN here, 0 without DO_NOT_USE
+    in the reference. That case must occur (>= 10 pixel-integrations), and nowhere else may the
+    two differ."""
+    c = np.load(Path(__file__).parent / "data" / "ramp_flags" / "stcal_flags.npz")
+    tag = "suppress" if suppress else "keep"
+    gdq = c["groupdq"]
+    rate, ints = rf.fit_ramps(c["data"], gdq, c["gain"], c["readnoise"], GT, GT, 1,
+                              pixeldq=c["pixeldq"], avg_dark_current=c["avg_dark_current"],
+                              suppress_one_group=suppress, power_snr="endpoints")
+    ref_dq, ref_slope = c[f"{tag}_int_dq"], c[f"{tag}_int_slope"]
+    # the difference: group 0 flagged, the reference found nothing to fit (0, no DO_NOT_USE)
+    differ = (gdq[:, 0] != 0) & (ref_slope == 0) & ((ref_dq & DNU) == 0)
+    assert differ.sum() >= 10
+    assert (ints.dq[differ] == ref_dq[differ] | DNU).all() and np.isnan(ints.slope[differ]).all()
+    same = ~differ
+    np.testing.assert_array_equal(ints.dq[same], ref_dq[same])
+    np.testing.assert_array_equal(np.isnan(ints.slope[same]), np.isnan(ref_slope[same]))
+    np.testing.assert_allclose(ints.slope[same], ref_slope[same], rtol=1e-5, equal_nan=True)
+    # exposure level: the same, where no integration differs
+    keep = ~differ.any(axis=0)
+    np.testing.assert_array_equal(rate.dq[keep], c[f"{tag}_dq"][keep])
+    np.testing.assert_allclose(rate.slope[keep], c[f"{tag}_slope"][keep], rtol=1e-5,
+                               equal_nan=True)
+
+
 def test_bad_gain_and_readnoise_do_not_crash():
     data, gdq = _flat(5, nx=6)
     gain = np.array([[np.nan, 0.0, -2.0, 2.0, 2.0, 2.0]], np.float32)
