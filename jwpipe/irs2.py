@@ -25,7 +25,7 @@ from . import dq as _dq
 from .errors import DataShapeError, ReferenceFileError
 
 __all__ = ["IRS2_READPATTS", "NORMAL_SIZE", "is_irs2", "readout_of", "irs2_length",
-           "normal_pixel_mask", "dms_row_mask", "from_irs2", "to_irs2"]
+           "normal_pixel_mask", "odd_columns", "dms_row_mask", "from_irs2", "to_irs2"]
 
 #: READPATT values of IRS2 exposures.
 IRS2_READPATTS = ("NRSIRS2", "NRSIRS2RAPID")
@@ -106,6 +106,34 @@ def normal_pixel_mask(length: int = 3200, scipix_n: int = 16, refpix_r: int = 4)
         raise DataShapeError(f"IRS2 readout with NRS_NORM={scipix_n}, NRS_REF={refpix_r} leaves "
                              f"{int(mask.sum())} normal pixels, not {NORMAL_SIZE}")
     return mask
+
+
+def odd_columns(length: int = 3200, scipix_n: int = 16, refpix_r: int = 4) -> np.ndarray:
+    """Which samples along the readout direction (detector orientation) count as odd columns
+    for the top/bottom reference-pixel means (the refpix step's ``irs2_mean_subtraction``).
+
+    Normal pixels alternate odd, even from the first sample (index 0 is odd, as column 1 of an
+    ordinary frame). Interleaved reference pixels are read in two pairs, the first odd and the
+    second even: a sample at index ``i`` is odd when ``i % 4 < 2``. The reference output's
+    section has the amplifiers' pattern. This is jwst's ``make_irs2_odd_mask``.
+
+    Parameters
+    ----------
+    length, scipix_n, refpix_r : int
+        As :func:`normal_pixel_mask`.
+
+    Returns
+    -------
+    ndarray of bool, shape (length,)
+        True for odd columns.
+    """
+    interleaved = ~normal_pixel_mask(length, scipix_n, refpix_r)
+    section = length // 5
+    interleaved[:section] = interleaved[section:2 * section]
+    index = np.arange(length)
+    odd = index % 2 == 0
+    odd[interleaved] = index[interleaved] % 4 < 2
+    return odd
 
 
 def dms_row_mask(detector: str, length: int = 3200, scipix_n: int = 16,
@@ -925,14 +953,14 @@ def _correct(data, pixeldq, groupdq, reference: Irs2Reference, detector, scipix_
 
 def correct_irs2(data, pixeldq, groupdq, reference: Irs2Reference, detector,
                  scipix_n: int = 16, refpix_r: int = 4, preserve_refpix: bool = False,
-                 nthreads: int | None = None) -> Irs2Result:
+                 nthreads: int | None = None, replace_flagged: bool = False) -> Irs2Result:
     """Subtract the reference output and the interleaved reference pixels (jwst's
     ``correct_model``), and strip them from the frames.
 
     The pairs of interleaved reference pixels marked bad in the reference file's DQ table (and
     not flagged BAD_REF_PIXEL in ``pixeldq``) are first replaced from their neighbours. Rows
-    already flagged are used as they are: see :func:`irs2_subtract_reference` for the full
-    step (flag, replace, correct).
+    already flagged are used as they are unless ``replace_flagged``: see
+    :func:`irs2_subtract_reference` for the full step (flag, replace, correct).
 
     Parameters
     ----------
@@ -952,6 +980,9 @@ def correct_irs2(data, pixeldq, groupdq, reference: Irs2Reference, detector,
     nthreads : int, optional
         Threads correcting the groups of an integration in parallel (default 1); each holds
         its own work arrays (~100 MB for full frames).
+    replace_flagged : bool
+        Replace the rows flagged BAD_REF_PIXEL in ``pixeldq`` from their neighbours first, as
+        :func:`replace_bad_refpix` (without copying the data).
 
     Returns
     -------
@@ -975,7 +1006,7 @@ def correct_irs2(data, pixeldq, groupdq, reference: Irs2Reference, detector,
     (the real FFTs are not bitwise jwst's complex ones; everything else is).
     """
     return _correct(data, pixeldq, groupdq, reference, detector, scipix_n, refpix_r,
-                    preserve_refpix, nthreads, replace_flagged=False)
+                    preserve_refpix, nthreads, replace_flagged)
 
 
 def irs2_subtract_reference(data, pixeldq, groupdq, reference: Irs2Reference, detector,
@@ -991,5 +1022,5 @@ def irs2_subtract_reference(data, pixeldq, groupdq, reference: Irs2Reference, de
     BAD_REF_PIXEL | DO_NOT_USE on the flagged rows (before stripping). No input is modified.
     """
     flagged = flag_bad_refpix(data, pixeldq, detector, scipix_n, refpix_r, n_sigma)
-    return _correct(data, flagged, groupdq, reference, detector, scipix_n, refpix_r,
-                    preserve_refpix, nthreads, replace_flagged=True)
+    return correct_irs2(data, flagged, groupdq, reference, detector, scipix_n, refpix_r,
+                        preserve_refpix, nthreads, replace_flagged=True)

@@ -302,20 +302,58 @@ def test_miri_full_frame_reference_columns():
                 assert resid[0, g, p::2, a::4].mean() == pytest.approx(drift[0, p, a], abs=0.3)
 
 
+@pytest.mark.parametrize("detector", ["NRS1", "NRS2"])
+def test_irs2_top_bottom_correction_removes_output_offsets(detector):
+    """irs2_mean_subtraction's correction on IRS2 frames: offsets different for each of the
+    five outputs (640 samples along the readout each) and each column parity (the interleaved
+    reference pixels in pairs: odd, odd, even, even) are removed, to the clipped mean's noise
+    (8 rows x 320 columns of 1 DN noise: 0.02 DN; asserted 0.1, 5 of those), from every pixel,
+    in both detectors' orientations. A 5000 DN outlier in the top rows is clipped at the default
+    siglimit and pulls its output/parity by 5000/2560 ~ 2 DN with siglimit=1000."""
+    from jwpipe.irs2 import odd_columns
+    from jwpipe.steps.refpix import detector_view, irs2_top_bottom_correction
+
+    rng = np.random.default_rng(7)
+    fast, slow = {"NRS1": (2, 1), "NRS2": (-2, -1)}[detector]
+    odd = odd_columns()
+    offsets = rng.uniform(-500, 500, (5, 2))                  # [output, odd/even]
+    amp = np.arange(3200) // 640
+    column_offset = offsets[amp, np.where(odd, 0, 1)]
+    results = {}
+    for siglimit in (3.0, 1000.0):
+        images = np.zeros((1, 3200, 2048), np.float32)
+        det = detector_view(images, fast, slow)               # (1, 2048, 3200), writable view
+        det[:] = column_offset + rng.normal(0, 1, det.shape)
+        det[0, 2046, 700] += 5000.0                           # output A, odd column, top row
+        pixeldq = np.zeros((3200, 2048), np.uint32)
+        irs2_top_bottom_correction(images, pixeldq, odd, fast, slow, siglimit=siglimit)
+        results[siglimit] = np.array([[det[0, 4:2044, (amp == a) & (odd == o)].mean()
+                                       for o in (True, False)] for a in range(5)])
+    assert np.abs(results[3.0]).max() < 0.1, results[3.0]
+    pulled = results[1000.0]
+    assert pulled[1, 0] == pytest.approx(-5000 / 2560, abs=0.1)
+    others = np.ones(pulled.shape, bool)
+    others[1, 0] = False
+    assert np.abs(pulled[others]).max() < 0.1
+
+
 def test_irs2_without_its_reference_and_sirs_are_clear_errors():
     """An IRS2 exposure needs the REFPIX reference (its alpha and beta): without one the step
     says so, naming READPATT, rather than skipping and leaving 3200-row frames to the steps
-    after it. The IRS2 mean subtraction and SIRS are not implemented: ConfigErrors."""
+    after it, with or without irs2_mean_subtraction. SIRS is not implemented and siglimit must
+    be positive: ConfigErrors."""
     data = np.zeros((1, 1, 3200, 2048), np.float32)
     model = make_model(data, "NRS1")
     model.meta.exposure.readpatt = "NRSIRS2"
     with pytest.raises(ConfigError, match="READPATT=NRSIRS2.*REFPIX reference"):
         run(model)
-    with pytest.raises(ConfigError, match="irs2_mean_subtraction"):
+    with pytest.raises(ConfigError, match="READPATT=NRSIRS2.*REFPIX reference"):
         run(model, irs2_mean_subtraction=True)
     full = make_model(np.zeros((1, 1, 64, 64), np.float32), "NRCA1", noutputs=1)
     with pytest.raises(ConfigError, match="sirs"):
         run(full, refpix_algorithm="sirs")
+    with pytest.raises(ConfigError, match="siglimit"):
+        run(full, siglimit=0.0)
 
 
 # -- oracle: NIRCam SUB160, one output -------------------------------------------------------------

@@ -4,10 +4,11 @@ Near-IR detectors (NIRCam, NIRISS, NIRSpec, FGS) carry a 4-pixel border of refer
 see no light but share the readout electronics. Per group, in the detector readout frame (fast
 axis along columns, undone from the DMS orientation with FASTAXIS/SLOWAXIS):
 
-1. Top/bottom rows: for each amplifier (4 x 512 columns) the 3-sigma clipped mean of the 4 bottom
-   and the 4 top reference rows, separately for even and odd detector columns
-   (``odd_even_columns``), DO_NOT_USE pixels excluded; the top and bottom means are averaged and
-   subtracted from every pixel of the amplifier's columns of that parity.
+1. Top/bottom rows: for each amplifier (4 x 512 columns) the clipped mean (``siglimit`` sigma,
+   3 by default, as for every mean of this step) of the 4 bottom and the 4 top reference rows,
+   separately for even and odd detector columns (``odd_even_columns``), DO_NOT_USE pixels
+   excluded; the top and bottom means are averaged and subtracted from every pixel of the
+   amplifier's columns of that parity.
 2. Side columns (``use_side_ref_pixels``): the 4 left and 4 right reference columns, after step
    1, are reduced to one value per row by a running median over ``side_smoothing_length`` rows
    (edges reflected); left and right are averaged, scaled by ``side_gain`` and subtracted row by
@@ -26,11 +27,13 @@ NIRSpec IRS2 readouts (READPATT NRSIRS2, NRSIRS2RAPID: frames of 3200 x 2048) ar
 their interleaved reference pixels and reference output (:mod:`jwpipe.irs2`, the REFPIX
 reference's alpha and beta); the step then strips those pixels, so the blocks it hands on have
 2048 x 2048 frames (``preserve_irs2_refpix`` keeps them, as the reference pipeline does for
-building bias files).
+building bias files). With ``irs2_mean_subtraction`` the top/bottom correction of item 1 runs
+first on the IRS2 frames, after the bad interleaved pixels are flagged and before they are
+replaced, as in the reference pipeline: five outputs (the reference output too), odd and even
+columns as the interleaved pixels' pairs go (:func:`jwpipe.irs2.odd_columns`), no side pixels.
 
 Not implemented: the SIRS side-pixel algorithm (``refpix_algorithm='sirs'`` raises a
-ConfigError), the mean subtraction before IRS2 (``irs2_mean_subtraction``) and
-multistripe/superstripe subarrays.
+ConfigError) and multistripe/superstripe subarrays.
 """
 
 from __future__ import annotations
@@ -43,7 +46,7 @@ import numpy as np
 from .. import dq as dqflags
 from .._ext import _rowcol
 from ..errors import ConfigError, DataShapeError
-from ..irs2 import is_irs2
+from ..irs2 import is_irs2, odd_columns
 from ..logs import get_logger
 from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
 
@@ -235,6 +238,21 @@ class NirGeometry:
         geo.nkeys = 8 if odd_even_columns else 4
         return geo
 
+    @classmethod
+    def irs2(cls, odd: np.ndarray, odd_even_columns: bool) -> "NirGeometry":
+        """An IRS2 full frame in the detector frame (2048 rows by ``odd.size`` samples): top
+        and bottom reference rows, no side columns, five outputs (the reference output first)
+        whose columns are odd where ``odd`` (:func:`jwpipe.irs2.odd_columns`)."""
+        ncols = odd.size
+        geo = cls(0, 0, NIR_SIZE, ncols)
+        rows = np.arange(NIR_SIZE)
+        geo.edges = [(np.nonzero(rows < NIR_REF)[0], "bottom"),
+                     (np.nonzero(rows >= NIR_SIZE - NIR_REF)[0], "top")]
+        amp = np.arange(ncols) // (ncols // 5)
+        geo.keys = amp * 2 + (~odd).astype(amp.dtype) if odd_even_columns else amp
+        geo.nkeys = 10 if odd_even_columns else 5
+        return geo
+
 
 def _gather_by_key(rows: np.ndarray, good: np.ndarray, keys: np.ndarray, nkeys: int) -> np.ndarray:
     """Regroup reference pixels by amplifier/parity key.
@@ -260,6 +278,7 @@ def _gather_by_key(rows: np.ndarray, good: np.ndarray, keys: np.ndarray, nkeys: 
 def nir_reference_vectors(det: np.ndarray, det_dq: np.ndarray, geo: NirGeometry, *,
                           odd_even_columns: bool = True, use_side_ref_pixels: bool = True,
                           side_smoothing_length: int = 11, side_gain: float = 1.0,
+                          siglimit: float = 3.0,
                           nthreads: int = 1) -> tuple[np.ndarray, np.ndarray | None]:
     """Column and row corrections of near-IR images from their reference pixels.
 
@@ -272,7 +291,7 @@ def nir_reference_vectors(det: np.ndarray, det_dq: np.ndarray, geo: NirGeometry,
         PIXELDQ in the same frame; DO_NOT_USE pixels are excluded.
     geo : NirGeometry
         Reference-pixel layout (:meth:`NirGeometry.build`).
-    odd_even_columns, use_side_ref_pixels, side_smoothing_length, side_gain
+    odd_even_columns, use_side_ref_pixels, side_smoothing_length, side_gain, siglimit
         As the step parameters.
     nthreads : int
         Threads for the compiled running median.
@@ -292,7 +311,8 @@ def nir_reference_vectors(det: np.ndarray, det_dq: np.ndarray, geo: NirGeometry,
     for local, _name in geo.edges:
         rows = det[:, local, :]
         good = good_dq[local, :] & np.ones(rows.shape[1:], bool)
-        per_edge.append(clipped_mean(_gather_by_key(rows, good, geo.keys, geo.nkeys)))
+        per_edge.append(clipped_mean(_gather_by_key(rows, good, geo.keys, geo.nkeys),
+                                     siglimit, siglimit))
     colcorr = np.zeros((m, geo.ncols), dtype=np.float32)
     if per_edge:
         stack = np.stack(per_edge)                               # (nedge, m, nkeys)
@@ -301,9 +321,9 @@ def nir_reference_vectors(det: np.ndarray, det_dq: np.ndarray, geo: NirGeometry,
             signal = np.where(count > 0, np.nansum(stack, axis=0) / np.maximum(count, 1),
                               np.nan)                            # (m, nkeys)
         if odd_even_columns:
-            pairs = signal.reshape(m, 4, 2)
+            pairs = signal.reshape(m, geo.nkeys // 2, 2)
             missing = np.isnan(pairs).any(axis=2, keepdims=True)  # an amp needs both parities
-            signal = np.where(missing, 0.0, pairs).reshape(m, 8)
+            signal = np.where(missing, 0.0, pairs).reshape(m, geo.nkeys)
         signal = np.nan_to_num(signal, nan=0.0)
         colcorr[:] = signal[:, geo.keys]
     rowcorr = None
@@ -367,10 +387,50 @@ def apply_row_column_correction(images: np.ndarray, yvec: np.ndarray | None,
     _rowcol.subtract_outer(images, yvec, xvec, nthreads)
 
 
+def irs2_top_bottom_correction(images: np.ndarray, pixeldq: np.ndarray, odd: np.ndarray,
+                               fastaxis: int, slowaxis: int, *, odd_even_columns: bool = True,
+                               siglimit: float = 3.0, nthreads: int = 1) -> None:
+    """The top/bottom reference-row correction of IRS2 frames, in place (the refpix step's
+    ``irs2_mean_subtraction``, run before the IRS2 correction itself).
+
+    As for ordinary full frames, without side pixels: for each of the five outputs of the
+    detector frame (the reference output first, then the four amplifiers, 640 samples each for
+    the usual readout) the clipped means of its odd and even columns over the 4 bottom and the 4
+    top rows, averaged, are subtracted from those columns, interleaved reference pixels
+    included. Odd and even follow ``odd`` (the interleaved pixels come in pairs).
+
+    Parameters
+    ----------
+    images : ndarray of shape (m, length, 2048), float32, C-contiguous
+        IRS2 frames in the DMS orientation (``length`` 3200 for the usual readout); modified.
+    pixeldq : ndarray of shape (length, 2048), uint32
+        DO_NOT_USE pixels (bad interleaved rows flagged before) take no part in the means.
+    odd : ndarray of bool, shape (length,)
+        Odd columns of the detector frame (:func:`jwpipe.irs2.odd_columns`).
+    fastaxis, slowaxis : int
+        FASTAXIS, SLOWAXIS.
+    odd_even_columns, siglimit
+        As the step parameters.
+    nthreads : int
+        Threads for the compiled subtraction.
+    """
+    geo = NirGeometry.irs2(np.asarray(odd, bool), odd_even_columns)
+    det = detector_view(images, fastaxis, slowaxis)
+    if det.shape[1:] != (geo.nrows, geo.ncols):
+        raise DataShapeError(f"refpix: IRS2 frames of {images.shape[1:]} do not fit "
+                             f"FASTAXIS={fastaxis}, SLOWAXIS={slowaxis} and {geo.ncols} samples "
+                             "along the readout direction")
+    colcorr, _ = nir_reference_vectors(det, detector_view(pixeldq, fastaxis, slowaxis), geo,
+                                       odd_even_columns=odd_even_columns,
+                                       use_side_ref_pixels=False, siglimit=siglimit)
+    yvec, xvec = dms_vectors(colcorr, None, fastaxis, slowaxis)
+    apply_row_column_correction(images, yvec, xvec, nthreads)
+
+
 # -- near-IR single output subarrays ---------------------------------------------------------------
 
 def single_output_offsets(det: np.ndarray, ref_mask: np.ndarray, det_cols: np.ndarray,
-                          odd_even_columns: bool = True) -> np.ndarray:
+                          odd_even_columns: bool = True, siglimit: float = 3.0) -> np.ndarray:
     """Per-column offsets of a one-output subarray from its flagged reference pixels.
 
     Parameters
@@ -383,6 +443,8 @@ def single_output_offsets(det: np.ndarray, ref_mask: np.ndarray, det_cols: np.nd
         Full-frame detector column of each column (its parity selects the mean).
     odd_even_columns : bool
         Separate means for even and odd detector columns; else one mean.
+    siglimit : float
+        Sigma-clipping limit of the means.
 
     Returns
     -------
@@ -395,16 +457,16 @@ def single_output_offsets(det: np.ndarray, ref_mask: np.ndarray, det_cols: np.nd
     values = det[:, rr, cc].astype(np.float64)                  # (m, nref)
     out = np.empty((m, det.shape[2]), dtype=np.float32)
     if not odd_even_columns:
-        out[:] = clipped_mean(values)[:, None]
+        out[:] = clipped_mean(values, siglimit, siglimit)[:, None]
         return out
     parity_of_ref = det_cols[cc] % 2
     overall = None  # the mean over all reference pixels, only for a parity that has none
     for parity in (0, 1):
         sel = parity_of_ref == parity
         if sel.any():
-            mean = clipped_mean(values[:, sel])
+            mean = clipped_mean(values[:, sel], siglimit, siglimit)
         else:
-            overall = clipped_mean(values) if overall is None else overall
+            overall = clipped_mean(values, siglimit, siglimit) if overall is None else overall
             mean = overall
         out[:, (det_cols % 2) == parity] = mean[:, None]
     return out
@@ -413,7 +475,8 @@ def single_output_offsets(det: np.ndarray, ref_mask: np.ndarray, det_cols: np.nd
 # -- MIRI ------------------------------------------------------------------------------------------
 
 def miri_reference_offsets(diff_left: np.ndarray, diff_right: np.ndarray, dq_left: np.ndarray,
-                           dq_right: np.ndarray, odd_even_rows: bool = True) -> np.ndarray:
+                           dq_right: np.ndarray, odd_even_rows: bool = True,
+                           siglimit: float = 3.0) -> np.ndarray:
     """Per-amplifier (and row-parity) offsets of MIRI groups from the reference columns.
 
     Parameters
@@ -425,6 +488,8 @@ def miri_reference_offsets(diff_left: np.ndarray, diff_right: np.ndarray, dq_lef
         PIXELDQ of those columns (DO_NOT_USE excluded).
     odd_even_rows : bool
         Separate means for even and odd rows.
+    siglimit : float
+        Sigma-clipping limit of the means.
 
     Returns
     -------
@@ -438,10 +503,10 @@ def miri_reference_offsets(diff_left: np.ndarray, diff_right: np.ndarray, dq_lef
         vals = diff.astype(np.float64)
         vals = np.where((dq & dqflags.DO_NOT_USE)[None] == 0, vals, np.nan)
         if odd_even_rows:
-            means = np.stack([clipped_mean(np.moveaxis(vals[:, p::2, :], 1, 2))
-                              for p in (0, 1)], axis=1)          # (m, 2, 4)
+            means = np.stack([clipped_mean(np.moveaxis(vals[:, p::2, :], 1, 2), siglimit,
+                                           siglimit) for p in (0, 1)], axis=1)  # (m, 2, 4)
         else:
-            one = clipped_mean(np.moveaxis(vals, 1, 2))          # (m, 4)
+            one = clipped_mean(np.moveaxis(vals, 1, 2), siglimit, siglimit)  # (m, 4)
             means = np.stack([one, one], axis=1)
         out.append(means)
     return 0.5 * (out[0] + out[1]).reshape(m, 2, 4)
@@ -460,6 +525,7 @@ class RefPixParams(StepParams):
     preserve_irs2_refpix: bool = False
     irs2_mean_subtraction: bool = False
     refpix_algorithm: str = "median"
+    siglimit: float = 3.0           # sigma-clipping limit of every reference-pixel mean
     sigreject: float = 4.0
     gaussmooth: float = 1.0
     halfwidth: int = 30
@@ -507,6 +573,8 @@ class RefPixStep(RampStep):
     def prepare(self, model, refs) -> RefPixPlan:
         p = self.params
         meta = model.meta
+        if not p.siglimit > 0:
+            raise ConfigError(f"step refpix: siglimit must be positive, got {p.siglimit!r}")
         if p.refpix_algorithm not in ("median", "sirs"):
             raise ConfigError(f"step refpix: refpix_algorithm must be 'median' or 'sirs', got "
                               f"{p.refpix_algorithm!r}")
@@ -552,10 +620,6 @@ class RefPixStep(RampStep):
         from ..irs2 import dms_row_mask, read_irs2_reference, readout_of
 
         p = self.params
-        if p.irs2_mean_subtraction:
-            raise ConfigError("step refpix: irs2_mean_subtraction (the ordinary correction "
-                              "before the IRS2 one) is not implemented in jwpipe yet; leave it "
-                              "False")
         path = refs.get("refpix")
         if path in (None, NOT_APPLICABLE):
             raise ConfigError(f"refpix: {model.path or 'input'} is an IRS2 exposure "
@@ -571,19 +635,41 @@ class RefPixStep(RampStep):
                                  f"{int(row_mask.sum())} (rows along the readout direction)")
         log.info("IRS2 readout (NRS_NORM=%d, NRS_REF=%d) corrected with %s", scipix_n,
                  refpix_r, path)
-        return RefPixPlan("irs2", irs2=dict(reference=read_irs2_reference(path),
+        plan = RefPixPlan("irs2", irs2=dict(reference=read_irs2_reference(path),
                                             detector=detector, scipix_n=scipix_n,
                                             refpix_r=refpix_r, row_mask=row_mask))
+        if p.irs2_mean_subtraction:
+            plan.fastaxis, plan.slowaxis = meta.get("subarray.fastaxis"), meta.get(
+                "subarray.slowaxis")
+            if plan.fastaxis is None or plan.slowaxis is None:
+                raise ConfigError(f"refpix: {model.path or 'input'} lacks FASTAXIS/SLOWAXIS "
+                                  "(meta.subarray.fastaxis/slowaxis), needed by "
+                                  "irs2_mean_subtraction to find the readout frame")
+            detector_view(np.empty((2, 2)), plan.fastaxis, plan.slowaxis)   # checks them
+            if p.use_side_ref_pixels:
+                log.info("refpix: IRS2 mean subtraction uses no side reference pixels")
+        return plan
 
     def _irs2_block(self, block: RampBlock, plan: RefPixPlan) -> None:
-        from ..irs2 import from_irs2, irs2_subtract_reference
+        from ..irs2 import correct_irs2, flag_bad_refpix, from_irs2
 
         p, irs2 = self.params, plan.irs2
-        data, pixeldq, groupdq = irs2_subtract_reference(
-            block.data, block.pixeldq, block.groupdq, irs2["reference"], irs2["detector"],
-            scipix_n=irs2["scipix_n"], refpix_r=irs2["refpix_r"],
-            n_sigma=p.ovr_corr_mitigation_ftr, preserve_refpix=p.preserve_irs2_refpix,
-            nthreads=self.threads)
+        readout = dict(scipix_n=irs2["scipix_n"], refpix_r=irs2["refpix_r"])
+        # Bad interleaved reference rows are flagged on the raw data, then (with
+        # irs2_mean_subtraction) the top/bottom correction runs on the whole IRS2 frame, as the
+        # reference pipeline does, and the flagged rows are replaced from their (corrected)
+        # neighbours before the IRS2 correction itself.
+        flagged = flag_bad_refpix(block.data, block.pixeldq, irs2["detector"], **readout,
+                                  n_sigma=p.ovr_corr_mitigation_ftr)
+        if p.irs2_mean_subtraction:
+            self._irs2_mean_images(block.data, flagged, plan)
+            if block.zeroframe is not None:
+                zero = block.zeroframe == 0.0            # ZEROFRAME zeros mean "no value"
+                self._irs2_mean_images(block.zeroframe[:, None], flagged, plan)
+                block.zeroframe[zero] = 0.0
+        data, pixeldq, groupdq = correct_irs2(
+            block.data, flagged, block.groupdq, irs2["reference"], irs2["detector"], **readout,
+            preserve_refpix=p.preserve_irs2_refpix, nthreads=self.threads, replace_flagged=True)
         # PIXELDQ is shared by the exposure's blocks and later steps add flags to it: the
         # stripped plane is kept here and handed on with every block.
         kept = plan.cache.get("pixeldq")
@@ -595,6 +681,13 @@ class RefPixStep(RampStep):
         if block.zeroframe is not None and not p.preserve_irs2_refpix:
             block.zeroframe = np.ascontiguousarray(from_irs2(block.zeroframe,
                                                              irs2["row_mask"]))
+
+    def _irs2_mean_images(self, data, pixeldq, plan) -> None:
+        p = self.params
+        odd = odd_columns(data.shape[-2], plan.irs2["scipix_n"], plan.irs2["refpix_r"])
+        irs2_top_bottom_correction(_image_stack(data), pixeldq, odd, plan.fastaxis,
+                                   plan.slowaxis, odd_even_columns=p.odd_even_columns,
+                                   siglimit=p.siglimit, nthreads=self.threads)
 
     def process_block(self, block: RampBlock, plan: RefPixPlan) -> None:
         if plan.mode == "skip":
@@ -633,7 +726,7 @@ class RefPixStep(RampStep):
             det, plan.cache["dq"], geo, odd_even_columns=p.odd_even_columns,
             use_side_ref_pixels=p.use_side_ref_pixels,
             side_smoothing_length=p.side_smoothing_length, side_gain=p.side_gain,
-            nthreads=self.threads)
+            siglimit=p.siglimit, nthreads=self.threads)
         yvec, xvec = dms_vectors(colcorr, rowcorr, plan.fastaxis, plan.slowaxis)
         apply_row_column_correction(images, yvec, xvec, self.threads)
 
@@ -662,7 +755,8 @@ class RefPixStep(RampStep):
             return
         images = _image_stack(data)
         det = detector_view(images, plan.fastaxis, plan.slowaxis)
-        offsets = single_output_offsets(det, mask, plan.cache["det_cols"], p.odd_even_columns)
+        offsets = single_output_offsets(det, mask, plan.cache["det_cols"], p.odd_even_columns,
+                                        p.siglimit)
         yvec, xvec = dms_vectors(offsets, None, plan.fastaxis, plan.slowaxis)
         apply_row_column_correction(images, yvec, xvec, self.threads)
 
@@ -679,7 +773,7 @@ class RefPixStep(RampStep):
         dl = (left[:, 1:] - left[:, :1]).reshape(nb * (ng - 1), MIRI_ROWS, 4)
         dr = (right[:, 1:] - right[:, :1]).reshape(nb * (ng - 1), MIRI_ROWS, 4)
         offsets = miri_reference_offsets(dl, dr, dq[:, 0:4], dq[:, MIRI_COLS - 4:],
-                                         p.odd_even_rows).reshape(nb, ng - 1, 2, 4)
+                                         p.odd_even_rows, p.siglimit).reshape(nb, ng - 1, 2, 4)
         bad = np.isnan(offsets).any(axis=(2, 3))
         if bad.any():
             log.warning("refpix: %d MIRI group(s) lack valid reference pixels for some amplifier; "

@@ -6,8 +6,10 @@ Run with the jwst environment, from anywhere::
 
 For each case it regenerates the synthetic exposure and reference of ``tests/_irs2_fixtures.py``,
 runs jwst's IRS2 path of the refpix step on in-memory datamodels -- ``flag_bad_refpix``
-(flag_only, n_sigma=3), ``flag_bad_refpix`` (replace_only), ``correct_model`` with the
-reference written to and read back from a FITS file -- and saves a small summary in
+(flag_only, n_sigma=3), for the ``_mean`` cases the ordinary top/bottom correction
+(``reference_pixels.correct_model`` without side pixels: the step's ``irs2_mean_subtraction``),
+``flag_bad_refpix`` (replace_only), ``correct_model`` with the reference written to and read
+back from a FITS file -- and saves a small summary in
 ``tests/data/irs2/<case>.npz``:
 
 - ``input_sha256``, ``reference_sha256``: checksums of the generated input;
@@ -42,12 +44,16 @@ CASES = {
     "nrs1": ("NRS1", 1, 3, False, 16000),
     "nrs2": ("NRS2", 2, 2, False, 12000),
     "nrs1_preserve": ("NRS1", 1, 2, True, 8000),
+    "nrs2_mean": ("NRS2", 1, 2, False, 8000),
 }
+#: FASTAXIS, SLOWAXIS of the NIRSpec detectors
+AXES = {"NRS1": (2, 1), "NRS2": (-2, -1)}
 OUT = HERE.parent / "data" / "irs2"
 
 
-def run_jwst(exposure: dict, ref_path: Path, preserve_refpix: bool):
+def run_jwst(exposure: dict, ref_path: Path, preserve_refpix: bool, mean_subtraction: bool):
     from jwst.refpix import irs2_subtract_reference as irs2
+    from jwst.refpix import reference_pixels
     from stdatamodels.jwst import datamodels
 
     model = datamodels.RampModel(data=exposure["data"].copy(),
@@ -62,6 +68,16 @@ def run_jwst(exposure: dict, ref_path: Path, preserve_refpix: bool):
 
     irs2.flag_bad_refpix(model, n_sigma=3.0, flag_only=True)
     flagged = model.pixeldq.copy()
+    if mean_subtraction:  # as RefPixStep with irs2_mean_subtraction=True (side pixels off)
+        sub = model.meta.subarray
+        sub.name, sub.xstart, sub.ystart = "FULL", 1, 1
+        sub.ysize, sub.xsize = model.data.shape[-2:]
+        sub.fastaxis, sub.slowaxis = AXES[exposure["detector"]]
+        model.meta.exposure.noutputs = 4
+        model.meta.exposure.zero_frame = False
+        kernel = {"refpix_algorithm": "median", "sirs_kernel_model": None, "sigreject": 4.0,
+                  "gaussmooth": 1.0, "halfwidth": 30}
+        reference_pixels.correct_model(model, True, False, 11, 1.0, True, kernel, 3.0)
     irs2.flag_bad_refpix(model, replace_only=True)
     replaced = model.data.copy()
     with datamodels.IRS2Model(str(ref_path)) as ref_model:
@@ -76,7 +92,8 @@ def make_case(name: str, full_dir: Path | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         ref_path = Path(tmp) / "irs2_refpix.fits"
         fx.write_reference_fits(ref_path, ref)
-        flagged, replaced, model = run_jwst(exposure, ref_path, preserve)
+        flagged, replaced, model = run_jwst(exposure, ref_path, preserve,
+                                            name.endswith("_mean"))
 
     data = np.asarray(model.data, np.float32)
     rows_flagged = np.flatnonzero(np.any(flagged & fx.BAD_REF_PIXEL, axis=1))
