@@ -45,8 +45,9 @@ power is picked (below).
   group 0 itself is flagged (DO_NOT_USE from MIRI firstframe, or JUMP_DET) and no other group is
   left to fit (e.g. [DO_NOT_USE, JUMP_DET, SATURATED, ...]), the pixel-integration is
   DO_NOT_USE here; the reference gives it slope 0 with zero variances and no DO_NOT_USE, a
-  perfect-looking measurement of nothing. Other group flags, and DO_NOT_USE on single groups, are not carried over. Over the
-  exposure the flags are OR-ed across integrations; DO_NOT_USE only if every integration is.
+  perfect-looking measurement of nothing. Other group flags, and DO_NOT_USE on single groups,
+  are not carried over. Over the exposure the flags are OR-ed across integrations; DO_NOT_USE
+  only if every integration is.
   DO_NOT_USE pixels have a NaN slope and zero variances. A NaN or zero read noise leaves the slope
   NaN without a flag, as in the reference.
 - The median rate of an integration is the median of its clean first differences (group 0 over

@@ -27,6 +27,18 @@ DO_NOT_USE = 1
 DEAD = 1 << 10
 SATURATED = 2
 
+#: The jwst oracle's cases (``tests/_reference/make_irs2_oracle.py``, ``tests/test_irs2.py``):
+#: name -> (detector, nints, ngroups, preserve_refpix, sample count). ``_mean`` cases run the
+#: refpix step's irs2_mean_subtraction first.
+ORACLE_CASES = {
+    "nrs1": ("NRS1", 1, 3, False, 16000),
+    "nrs2": ("NRS2", 2, 2, False, 12000),
+    "nrs1_preserve": ("NRS1", 1, 2, True, 8000),
+    "nrs2_mean": ("NRS2", 1, 2, False, 8000),
+}
+#: FASTAXIS, SLOWAXIS of the NIRSpec detectors
+AXES = {"NRS1": (2, 1), "NRS2": (-2, -1)}
+
 
 def readout_slots() -> tuple[np.ndarray, np.ndarray]:
     """Time slot and kind of each sample of a section, in readout order.

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from jwpipe import dq
-from jwpipe.steps.refpix import irs2_top_bottom_correction
 from jwpipe.errors import DataShapeError, ReferenceFileError
 from jwpipe.irs2 import (
     Irs2Reference,
@@ -26,17 +25,10 @@ from jwpipe.irs2 import (
     read_irs2_reference,
     replace_bad_refpix,
 )
+from jwpipe.steps.refpix import irs2_top_bottom_correction
 
 ORACLE = Path(__file__).parent / "data" / "irs2"
-#: case: (detector, nints, ngroups, preserve_refpix, sample count), as in make_irs2_oracle.py
-CASES = {
-    "nrs1": ("NRS1", 1, 3, False, 16000),
-    "nrs2": ("NRS2", 2, 2, False, 12000),
-    "nrs1_preserve": ("NRS1", 1, 2, True, 8000),
-    "nrs2_mean": ("NRS2", 1, 2, False, 8000),
-}
-#: FASTAXIS, SLOWAXIS of the NIRSpec detectors
-AXES = {"NRS1": (2, 1), "NRS2": (-2, -1)}
+CASES = fx.ORACLE_CASES
 
 
 def reference_of(ref: dict) -> Irs2Reference:
@@ -116,7 +108,7 @@ def test_matches_jwst_oracle(case, reference_file):
     if mean_subtraction:
         corrected = data.copy()
         irs2_top_bottom_correction(corrected.reshape(-1, *data.shape[-2:]), flagged,
-                                   odd_columns(data.shape[-2]), *AXES[detector])
+                                   odd_columns(data.shape[-2]), *fx.AXES[detector])
     rows = oracle["replaced_rows"]
     replaced = replace_bad_refpix(corrected, flagged, detector)
     if mean_subtraction:  # jwst's float32 means: within 2 roundings of ~1e4 DN

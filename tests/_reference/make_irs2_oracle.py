@@ -39,15 +39,7 @@ sys.path.insert(0, str(HERE.parent))
 
 import _irs2_fixtures as fx  # noqa: E402
 
-#: name: (detector, nints, ngroups, preserve_refpix, sample count)
-CASES = {
-    "nrs1": ("NRS1", 1, 3, False, 16000),
-    "nrs2": ("NRS2", 2, 2, False, 12000),
-    "nrs1_preserve": ("NRS1", 1, 2, True, 8000),
-    "nrs2_mean": ("NRS2", 1, 2, False, 8000),
-}
-#: FASTAXIS, SLOWAXIS of the NIRSpec detectors
-AXES = {"NRS1": (2, 1), "NRS2": (-2, -1)}
+CASES = fx.ORACLE_CASES
 OUT = HERE.parent / "data" / "irs2"
 
 
@@ -72,7 +64,7 @@ def run_jwst(exposure: dict, ref_path: Path, preserve_refpix: bool, mean_subtrac
         sub = model.meta.subarray
         sub.name, sub.xstart, sub.ystart = "FULL", 1, 1
         sub.ysize, sub.xsize = model.data.shape[-2:]
-        sub.fastaxis, sub.slowaxis = AXES[exposure["detector"]]
+        sub.fastaxis, sub.slowaxis = fx.AXES[exposure["detector"]]
         model.meta.exposure.noutputs = 4
         model.meta.exposure.zero_frame = False
         kernel = {"refpix_algorithm": "median", "sirs_kernel_model": None, "sigreject": 4.0,
