@@ -191,6 +191,27 @@ def test_parity_frame_averaging_and_thresholds():
              max_jump_to_flag_neighbors=50.0, minimum_groups=4)
 
 
+@pytest.mark.parametrize("ngroups", [4, 5, 10])
+def test_screens_keep_every_jump_near_the_threshold(ngroups):
+    """The kernel's single-precision screens (the chi-square of the constant-rate fit after the
+    forward sweep, then the z test) only pass pixels on to the exact test; a pixel they stop
+    is never flagged. Hits of 3.5-4.5 sigma on faint to near-full-well pixels (up to 60000
+    electrons per group) in 2 of 3 pixels put hundreds of decisions at the threshold: the flags
+    must be exactly the reference's (double precision, no screen). A chi-square screen 1% too
+    strict fails here (4 and 5 groups), not in the parity tests above."""
+    rng = np.random.default_rng(53)
+    ny, nx = 40, 128
+    rate = rng.choice([5.0, 300.0, 8000.0, 60000.0], size=(ny, nx))
+    data, truth = make_ramps(rng, 1, ngroups, ny, nx, rate_e=rate, gain=1.0, cr_frac=0.67,
+                             sig_lo=3.5, sig_hi=4.5)
+    gdq = np.zeros(data.shape, np.uint8)
+    gain = np.ones((ny, nx), np.float32)
+    rn = np.full((ny, nx), 10.0, np.float32)
+    res = _compare(data, gdq, gain, rn, flag_4_neighbors=False, **KW)
+    near = (truth["sig"] > 3.9) & (truth["sig"] < 4.1)
+    assert near.sum() > 300 and res.n_jumps > 50
+
+
 def test_parity_pooled_integrations():
     rng = np.random.default_rng(17)
     data, gdq, gain, rn = _random_block(rng, nints=3, ngroups=5)
