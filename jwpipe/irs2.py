@@ -20,6 +20,7 @@ from functools import cached_property, lru_cache
 from typing import NamedTuple
 
 import numpy as np
+from astropy.stats import sigma_clipped_stats
 
 from . import dq as _dq
 from .errors import DataShapeError, ReferenceFileError
@@ -148,14 +149,8 @@ def dms_row_mask(detector: str, length: int = 3200, scipix_n: int = 16,
     DataShapeError
         ``detector`` is not NRS1 or NRS2 (only NIRSpec reads out in IRS2).
     """
-    det = str(detector or "").strip().upper()
     mask = normal_pixel_mask(length, scipix_n, refpix_r)
-    if det == "NRS1":
-        return mask
-    if det == "NRS2":
-        return mask[::-1].copy()
-    raise DataShapeError(f"IRS2 data from detector {detector!r}: only NIRSpec NRS1 and NRS2 "
-                         "read out in IRS2")
+    return mask if _detector_name(detector) == "NRS1" else mask[::-1].copy()
 
 
 def from_irs2(frames: np.ndarray, row_mask: np.ndarray) -> np.ndarray:
@@ -473,28 +468,15 @@ def _pair_rows(layout: _Layout) -> np.ndarray:
     return (np.arange(5)[:, None] * layout.section + in_section).ravel()
 
 
-def _sigma_clipped_mean_std(values: np.ndarray, n_sigma: float, maxiters: int = 5):
-    """Mean and standard deviation after astropy-style sigma clipping (median centre, std
-    spread, clipping the kept values until nothing changes, then keeping every finite value
-    inside the last bounds). NaN, NaN for no finite values."""
+def _sigma_clipped_mean_std(values: np.ndarray, n_sigma: float):
+    """Mean and standard deviation of the finite ``values`` after sigma clipping (astropy's
+    ``sigma_clipped_stats``: median centre, 5 iterations at most, as jwst calls it). NaN, NaN for
+    no finite values."""
     finite = values[np.isfinite(values)]
-    kept = finite
-    low = high = np.nan
-    for _ in range(maxiters):
-        if kept.size == 0:
-            low = high = np.nan
-            break
-        centre, spread = np.median(kept), kept.std()
-        low, high = centre - n_sigma * spread, centre + n_sigma * spread
-        inside = kept[(kept >= low) & (kept <= high)]
-        changed = inside.size != kept.size
-        kept = inside
-        if not changed:
-            break
-    final = finite[~((finite < low) | (finite > high))]
-    if final.size == 0:
+    if finite.size == 0:
         return np.nan, np.nan
-    return final.mean(), final.std()
+    mean, _, std = sigma_clipped_stats(finite, sigma=n_sigma)
+    return mean, std
 
 
 def _pair_statistics(frames: np.ndarray, first: np.ndarray):
@@ -896,61 +878,6 @@ def _put_rows(out, rows, values, offset, flip):
     out[rows] = values if offset is None else values + offset
 
 
-def _correct(data, pixeldq, groupdq, reference: Irs2Reference, detector, scipix_n, refpix_r,
-             preserve_refpix, nthreads, replace_flagged) -> Irs2Result:
-    detector = _detector_name(detector)
-    layout = _layout(int(scipix_n), int(refpix_r))
-    data = _validate_frames(data, pixeldq, scipix_n, refpix_r, groupdq)
-    pixeldq = np.asarray(pixeldq)
-    if reference.alpha.shape != (4, layout.series) or reference.beta.shape != (4, layout.series):
-        raise ReferenceFileError(
-            f"{reference.name}: weights of length {reference.alpha.shape[-1]} do not fit "
-            f"IRS2 readout with NRS_NORM={scipix_n}, NRS_REF={refpix_r} ({layout.series})")
-    workers = max(1, int(nthreads or 1))
-    plan = _flagged_rows_plan(pixeldq, layout) if replace_flagged else _RowPlan.empty()
-    plan = plan + _dq_table_plan(pixeldq, reference, layout, detector)
-    slot_rows = _slot_rows(layout, detector)
-    keep = np.zeros((NORMAL_SIZE, layout.row), bool)
-    keep[:, layout.normal_slot] = True
-    alpha, beta = reference.half_weights
-    setup = _Setup(layout, detector, slot_rows, slot_rows[0] < 0, _time_grid(layout.row),
-                   keep.reshape(-1), alpha, beta)
-
-    nints, ngroups, length, nx = data.shape
-    row_mask = dms_row_mask(detector, length, scipix_n, refpix_r)
-    out_rows = length if preserve_refpix else NORMAL_SIZE
-    out = np.empty((nints, ngroups, out_rows, nx), np.float32)
-    for i in range(nints):
-        # The mean over the ramp of each pixel (with the replaced rows), summed group by group
-        b_offset = np.zeros((length, nx))
-        replaced = np.zeros((plan.target.size, nx))
-        for g in range(ngroups):
-            frame = np.asarray(data[i, g], dtype=np.float32)
-            b_offset += frame
-            if plan.target.size:
-                replaced += plan.values(frame)
-        b_offset[plan.target] = replaced
-        b_offset /= ngroups
-        plan_offset = b_offset[plan.target]
-
-        def correct_group(g, i=i, b_offset=b_offset, plan_offset=plan_offset):
-            _correct_group(np.asarray(data[i, g], dtype=np.float32), b_offset, plan,
-                           plan_offset, setup, preserve_refpix, out[i, g])
-
-        # Groups are independent once the ramp mean is known. Threads over groups: the
-        # transforms are single 1-D FFTs, which scipy's own workers do not split.
-        if workers > 1 and ngroups > 1:
-            with ThreadPoolExecutor(min(workers, ngroups)) as pool:
-                list(pool.map(correct_group, range(ngroups)))
-        else:
-            for g in range(ngroups):
-                correct_group(g)
-
-    if preserve_refpix:
-        return Irs2Result(out, pixeldq.copy(), np.array(groupdq, copy=True))
-    return Irs2Result(out, from_irs2(pixeldq, row_mask), from_irs2(np.asarray(groupdq), row_mask))
-
-
 def correct_irs2(data, pixeldq, groupdq, reference: Irs2Reference, detector,
                  scipix_n: int = 16, refpix_r: int = 4, preserve_refpix: bool = False,
                  nthreads: int | None = None, replace_flagged: bool = False) -> Irs2Result:
@@ -1005,8 +932,57 @@ def correct_irs2(data, pixeldq, groupdq, reference: Irs2Reference, detector,
     independent of the number of groups. Agreement with jwst: float32 rounding of the output
     (the real FFTs are not bitwise jwst's complex ones; everything else is).
     """
-    return _correct(data, pixeldq, groupdq, reference, detector, scipix_n, refpix_r,
-                    preserve_refpix, nthreads, replace_flagged)
+    detector = _detector_name(detector)
+    layout = _layout(int(scipix_n), int(refpix_r))
+    data = _validate_frames(data, pixeldq, scipix_n, refpix_r, groupdq)
+    pixeldq = np.asarray(pixeldq)
+    if reference.alpha.shape != (4, layout.series) or reference.beta.shape != (4, layout.series):
+        raise ReferenceFileError(
+            f"{reference.name}: weights of length {reference.alpha.shape[-1]} do not fit "
+            f"IRS2 readout with NRS_NORM={scipix_n}, NRS_REF={refpix_r} ({layout.series})")
+    workers = max(1, int(nthreads or 1))
+    plan = _flagged_rows_plan(pixeldq, layout) if replace_flagged else _RowPlan.empty()
+    plan = plan + _dq_table_plan(pixeldq, reference, layout, detector)
+    slot_rows = _slot_rows(layout, detector)
+    keep = np.zeros((NORMAL_SIZE, layout.row), bool)
+    keep[:, layout.normal_slot] = True
+    alpha, beta = reference.half_weights
+    setup = _Setup(layout, detector, slot_rows, slot_rows[0] < 0, _time_grid(layout.row),
+                   keep.reshape(-1), alpha, beta)
+
+    nints, ngroups, length, nx = data.shape
+    row_mask = dms_row_mask(detector, length, scipix_n, refpix_r)
+    out_rows = length if preserve_refpix else NORMAL_SIZE
+    out = np.empty((nints, ngroups, out_rows, nx), np.float32)
+    for i in range(nints):
+        # The mean over the ramp of each pixel (with the replaced rows), summed group by group
+        b_offset = np.zeros((length, nx))
+        replaced = np.zeros((plan.target.size, nx))
+        for g in range(ngroups):
+            frame = np.asarray(data[i, g], dtype=np.float32)
+            b_offset += frame
+            if plan.target.size:
+                replaced += plan.values(frame)
+        b_offset[plan.target] = replaced
+        b_offset /= ngroups
+        plan_offset = b_offset[plan.target]
+
+        def correct_group(g, i=i, b_offset=b_offset, plan_offset=plan_offset):
+            _correct_group(np.asarray(data[i, g], dtype=np.float32), b_offset, plan,
+                           plan_offset, setup, preserve_refpix, out[i, g])
+
+        # Groups are independent once the ramp mean is known. Threads over groups: the
+        # transforms are single 1-D FFTs, which scipy's own workers do not split.
+        if workers > 1 and ngroups > 1:
+            with ThreadPoolExecutor(min(workers, ngroups)) as pool:
+                list(pool.map(correct_group, range(ngroups)))
+        else:
+            for g in range(ngroups):
+                correct_group(g)
+
+    if preserve_refpix:
+        return Irs2Result(out, pixeldq.copy(), np.array(groupdq, copy=True))
+    return Irs2Result(out, from_irs2(pixeldq, row_mask), from_irs2(np.asarray(groupdq), row_mask))
 
 
 def irs2_subtract_reference(data, pixeldq, groupdq, reference: Irs2Reference, detector,
