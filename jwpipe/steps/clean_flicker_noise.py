@@ -44,6 +44,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from astropy.stats import sigma_clipped_stats
 
 from .. import dq as dqflags
 from .._ext import _rowcol
@@ -52,7 +53,7 @@ from ..logs import get_logger
 from . import _nsclean
 from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
 
-__all__ = ["STATS_SAMPLE", "NSCLEAN_EXP_TYPES", "sigma_clipped_stats", "clip_to_background",
+__all__ = ["STATS_SAMPLE", "NSCLEAN_EXP_TYPES", "clip_to_background",
            "draft_rate", "scene_mask", "model_background", "BackgroundFit", "fit_background",
            "fit_stripes", "apply_stripes", "CleanFlickerNoiseParams", "CleanFlickerNoiseStep"]
 
@@ -80,39 +81,6 @@ def _sample(values: np.ndarray, mask: np.ndarray, cap: int = STATS_SAMPLE) -> np
     return v[m].astype(np.float64)
 
 
-def sigma_clipped_stats(values: np.ndarray, sigma: float = 3.0, maxiters: int = 5
-                        ) -> tuple[float, float, float]:
-    """Mean, median and standard deviation after iterative sigma clipping about the median.
-
-    Parameters
-    ----------
-    values : ndarray, 1-D
-        Samples (NaN ignored).
-    sigma : float
-        Clipping limit in standard deviations (population std), both sides.
-    maxiters : int
-        At most this many clipping passes (astropy ``sigma_clipped_stats`` defaults).
-
-    Returns
-    -------
-    (mean, median, std) : floats (NaN when no sample is left)
-    """
-    x = np.asarray(values, dtype=np.float64)
-    x = x[np.isfinite(x)]
-    for _ in range(maxiters):
-        if x.size == 0:
-            break
-        med = np.median(x)
-        std = x.std()
-        keep = (x >= med - sigma * std) & (x <= med + sigma * std)
-        if keep.all():
-            break
-        x = x[keep]
-    if x.size == 0:
-        return np.nan, np.nan, np.nan
-    return float(x.mean()), float(np.median(x)), float(x.std())
-
-
 def clip_to_background(sample: np.ndarray, sigma_lower: float, sigma_upper: float,
                        lower_half_only: bool = False, fit_histogram: bool = False
                        ) -> tuple[float, float]:
@@ -137,15 +105,16 @@ def clip_to_background(sample: np.ndarray, sigma_lower: float, sigma_upper: floa
     (lo, hi) : floats
         Values outside [lo, hi] are not background. (-inf, inf) when ``sample`` is empty.
     """
+    sample = sample[np.isfinite(sample)]
     if sample.size == 0:
         return -np.inf, np.inf
-    mean, center, sigma = sigma_clipped_stats(sample)
+    mean, center, sigma = sigma_clipped_stats(sample, sigma=3.0)
     center = mean if fit_histogram else center
     values = sample
     if lower_half_only:
         low = sample[sample <= center]
         values = np.concatenate((low - center, center - low)) + center
-        mean, center, sigma = sigma_clipped_stats(values)
+        mean, center, sigma = sigma_clipped_stats(values, sigma=3.0)
         center = mean if fit_histogram else center
     if not np.isfinite(center):
         return -np.inf, np.inf
