@@ -340,8 +340,8 @@ def test_irs2_top_bottom_correction_removes_output_offsets(detector):
 def test_irs2_without_its_reference_and_sirs_are_clear_errors():
     """An IRS2 exposure needs the REFPIX reference (its alpha and beta): without one the step
     says so, naming READPATT, rather than skipping and leaving 3200-row frames to the steps
-    after it, with or without irs2_mean_subtraction. SIRS is not implemented and siglimit must
-    be positive: ConfigErrors."""
+    after it, with or without irs2_mean_subtraction. siglimit must be positive: a ConfigError
+    (SIRS parameters: test_refpix_sirs)."""
     data = np.zeros((1, 1, 3200, 2048), np.float32)
     model = make_model(data, "NRS1")
     model.meta.exposure.readpatt = "NRSIRS2"
@@ -350,8 +350,8 @@ def test_irs2_without_its_reference_and_sirs_are_clear_errors():
     with pytest.raises(ConfigError, match="READPATT=NRSIRS2.*REFPIX reference"):
         run(model, irs2_mean_subtraction=True)
     full = make_model(np.zeros((1, 1, 64, 64), np.float32), "NRCA1", noutputs=1)
-    with pytest.raises(ConfigError, match="sirs"):
-        run(full, refpix_algorithm="sirs")
+    with pytest.raises(ConfigError, match="refpix_algorithm"):
+        run(full, refpix_algorithm="sirs2")
     with pytest.raises(ConfigError, match="siglimit"):
         run(full, siglimit=0.0)
 

@@ -32,8 +32,12 @@ first on the IRS2 frames, after the bad interleaved pixels are flagged and befor
 replaced, as in the reference pipeline: five outputs (the reference output too), odd and even
 columns as the interleaved pixels' pairs go (:func:`jwpipe.irs2.odd_columns`), no side pixels.
 
-Not implemented: the SIRS side-pixel algorithm (``refpix_algorithm='sirs'`` raises a
-ConfigError) and multistripe/superstripe subarrays.
+``refpix_algorithm='sirs'`` replaces the running median of item 2, for full frames with a
+SIRSKERNEL reference, by the convolution kernels of :mod:`jwpipe.steps._sirs` (Rauscher 2022);
+without the reference, for subarrays or for a detector the reference lacks, the running median
+stays, as in the reference pipeline.
+
+Not implemented: multistripe/superstripe subarrays.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from .._ext import _rowcol
 from ..errors import ConfigError, DataShapeError
 from ..irs2 import is_irs2, odd_columns
 from ..logs import get_logger
+from ._sirs import read_sirs_coefficients, sirs_kernels, subtract_sirs_templates
 from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
 
 __all__ = [
@@ -548,6 +553,7 @@ class RefPixPlan:
     cache: dict = field(default_factory=dict)    # DQ-derived layouts, filled on the first block
     status: str = "COMPLETE"
     irs2: Any = None                # IRS2: the Irs2Reference and the readout (see _prepare_irs2)
+    sirs: Any = None                # SirsKernels when SIRS replaces the running median
 
 
 class RefPixStep(RampStep):
@@ -578,6 +584,13 @@ class RefPixStep(RampStep):
         if p.refpix_algorithm not in ("median", "sirs"):
             raise ConfigError(f"step refpix: refpix_algorithm must be 'median' or 'sirs', got "
                               f"{p.refpix_algorithm!r}")
+        if p.refpix_algorithm == "sirs":
+            if not (p.sigreject > 0 and p.gaussmooth > 0):
+                raise ConfigError(f"step refpix: sigreject and gaussmooth must be positive, got "
+                                  f"{p.sigreject!r} and {p.gaussmooth!r}")
+            if int(p.halfwidth) != p.halfwidth or p.halfwidth < 1:
+                raise ConfigError(f"step refpix: halfwidth must be a positive integer, got "
+                                  f"{p.halfwidth!r}")
         shape = exposure_shape(model)
         readpatt = str(meta.get("exposure.readpatt") or "").upper()
         if is_irs2(readpatt, shape):
@@ -597,9 +610,6 @@ class RefPixStep(RampStep):
                 return RefPixPlan("skip", "refpix is not applied to MIRI subarrays",
                                   status="SKIPPED")
             return RefPixPlan("miri")
-        if p.refpix_algorithm == "sirs":
-            raise ConfigError("step refpix: refpix_algorithm='sirs' (SIRS convolution kernels) is "
-                              "not implemented in jwpipe yet; use 'median'")
         fastaxis, slowaxis = sub.fastaxis, sub.slowaxis
         if fastaxis is None or slowaxis is None:
             raise ConfigError(f"refpix: {model.path or 'input'} lacks FASTAXIS/SLOWAXIS "
@@ -612,9 +622,40 @@ class RefPixStep(RampStep):
         geometry = detector_origin(xstart, ystart, xsize, ysize, fastaxis, slowaxis)
         noutputs = meta.get("exposure.noutputs")
         mode = "nir1" if is_sub and noutputs != 4 else "nir"
-        return RefPixPlan(mode, fastaxis=fastaxis, slowaxis=slowaxis, geometry=geometry,
+        plan = RefPixPlan(mode, fastaxis=fastaxis, slowaxis=slowaxis, geometry=geometry,
                           subarray_name=str(sub.name or "").upper(),
                           is_nirspec=detector.startswith("NRS"))
+        if p.refpix_algorithm == "sirs":
+            plan.sirs = self._prepare_sirs(model, refs, detector, plan.subarray_name,
+                                           full=mode == "nir" and not is_sub)
+        return plan
+
+    def _prepare_sirs(self, model, refs, detector: str, subarray_name: str, full: bool):
+        """The SIRS kernels for this exposure, or None where the running median stays (as in
+        the reference pipeline: subarrays, no SIRSKERNEL reference, detector not in it)."""
+        p = self.params
+        if not p.use_side_ref_pixels:
+            log.info("refpix: use_side_ref_pixels is off, so SIRS (a side-pixel algorithm) "
+                     "is not applied")
+            return None
+        if not full or "FULL" not in subarray_name:
+            log.info("refpix: SIRS is not applied to subarray data; the side reference pixels "
+                     "are smoothed by the running median")
+            return None
+        path = refs.get("sirskernel")
+        if path in (None, NOT_APPLICABLE):
+            log.warning("refpix: no SIRSKERNEL reference for %s; the side reference pixels are "
+                        "smoothed by the running median instead of SIRS",
+                        model.path or "the input")
+            return None
+        coefficients = read_sirs_coefficients(path, detector)
+        if coefficients is None:
+            log.info("refpix: %s has no SIRS kernels for %s; the side reference pixels are "
+                     "smoothed by the running median", path, detector)
+            return None
+        log.info("refpix: SIRS kernels for %s from %s", detector, path)
+        return sirs_kernels(*coefficients, gaussmooth=p.gaussmooth, halfwidth=p.halfwidth,
+                            name=str(path))
 
     def _prepare_irs2(self, model, refs, shape, readpatt) -> RefPixPlan:
         from ..irs2 import dms_row_mask, read_irs2_reference, readout_of
@@ -724,11 +765,13 @@ class RefPixStep(RampStep):
         det = detector_view(images, plan.fastaxis, plan.slowaxis)
         colcorr, rowcorr = nir_reference_vectors(
             det, plan.cache["dq"], geo, odd_even_columns=p.odd_even_columns,
-            use_side_ref_pixels=p.use_side_ref_pixels,
+            use_side_ref_pixels=p.use_side_ref_pixels and plan.sirs is None,
             side_smoothing_length=p.side_smoothing_length, side_gain=p.side_gain,
             siglimit=p.siglimit, nthreads=self.threads)
         yvec, xvec = dms_vectors(colcorr, rowcorr, plan.fastaxis, plan.slowaxis)
         apply_row_column_correction(images, yvec, xvec, self.threads)
+        if plan.sirs is not None:
+            subtract_sirs_templates(det, plan.sirs, p.sigreject)
 
     # near-IR, one output
     def _nir1_images(self, data, pixeldq, plan) -> None:
