@@ -487,8 +487,10 @@ class CleanFlickerNoiseStep(RampStep):
             method = None
         if method == "median_image":
             raise ConfigError("step clean_flicker_noise: background_method='median_image' is not "
-                              "implemented in jwpipe (it needs the stage-2/3 spectral extraction "
-                              "and TSO photometry); use 'median', 'model' or None")
+                              "implemented in jwpipe: the reference pipeline runs stage-2 steps "
+                              "for it (assign_wcs on the draft rateints; background, extract_1d "
+                              "and white_light, or tso_photometry, to scale each integration), "
+                              "which jwpipe does not have yet; use 'median', 'model' or None")
         if method not in (None, "median", "model"):
             raise ConfigError(f"step clean_flicker_noise: background_method must be 'median', "
                               f"'model' or None, got {method!r}")
