@@ -66,6 +66,9 @@ def test_wrong_product_type(out, nircam_oracle, capsys):
     ({"NGROUPS": 11}, ["SCI", "NGROUPS=11"]),
     ({"NINTS": 7, "INTSTART": None, "INTEND": None}, ["SCI", "NINTS=7"]),
     ({"SUBSIZE1": 200}, ["SUBSIZE1=200"]),
+    # A multistripe readout is refused rather than calibrated as an ordinary subarray.
+    ({"MSTR_RD1": 4, "MSTR_RD2": 37, "SSTR_NST": 2},
+     ["multistripe", "MSTR_RD1=4", "MSTR_RD2=37", "SSTR_NST=2"]),
 ])
 def test_inconsistent_headers(tmp_path, out, nircam_oracle, capsys, changes, words):
     bad = tmp_path / "jw_edit_uncal.fits"
@@ -107,3 +110,17 @@ def test_one_bad_input_does_not_stop_the_others(tmp_path, out, nircam_oracle, ca
     assert status == 2
     assert "1 of 2 input(s) failed" in err
     assert (out / "jw_nrc_sub160_g10_i3_s42_rate.fits").exists()
+
+
+def test_a_stage1_step_alone_refuses_multistripe_data(nircam_oracle):
+    """Run as a library step, too (no driver check before it): DataShapeError naming MSTR_RD1."""
+    from jwpipe.errors import DataShapeError
+    from jwpipe.steps.superbias import SuperBiasStep
+
+    step = SuperBiasStep(overrides={"superbias": str(nircam_oracle["refs"]["superbias"])})
+    model = step.open_input(nircam_oracle["uncal"])
+    model.meta.subarray.multistripe_reads1 = 4
+    with pytest.raises(DataShapeError, match="multistripe readout .*MSTR_RD1=4"):
+        step.run(model)
+    model.meta.subarray.multistripe_reads1 = None
+    assert step.run(model).meta.cal_step.superbias == "COMPLETE"

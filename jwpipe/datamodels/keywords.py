@@ -84,6 +84,12 @@ _PRIMARY: list[tuple[str, str, type]] = [
     ("subarray.ystart", "SUBSTRT2", INT), ("subarray.xsize", "SUBSIZE1", INT),
     ("subarray.ysize", "SUBSIZE2", INT), ("subarray.fastaxis", "FASTAXIS", INT),
     ("subarray.slowaxis", "SLOWAXIS", INT),
+    ("subarray.multistripe_reads1", "MSTR_RD1", INT),
+    ("subarray.multistripe_skips1", "MSTR_SK1", INT),
+    ("subarray.multistripe_reads2", "MSTR_RD2", INT),
+    ("subarray.multistripe_skips2", "MSTR_SK2", INT),
+    ("subarray.repeat_stripe", "MSTR_RPT", INT), ("subarray.interleave_reads1", "MSTR_ILV", INT),
+    ("subarray.superstripe_step", "SSTR_STP", INT), ("subarray.num_superstripe", "SSTR_NST", INT),
     # aperture, dither, pointing
     ("aperture.name", "APERNAME", S), ("aperture.pps_name", "PPS_APER", S),
     ("aperture.position_angle", "PA_APER", F),

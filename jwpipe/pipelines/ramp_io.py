@@ -8,15 +8,39 @@ from ..datamodels import Level1bModel, RampModel
 from ..errors import DataShapeError, MissingKeywordError
 from ..irs2 import irs2_length, is_irs2, readout_of
 
-__all__ = ["check_level1b", "ramp_from_level1b", "read_block", "block_size_for"]
+__all__ = ["check_level1b", "check_not_multistripe", "ramp_from_level1b", "read_block",
+           "block_size_for"]
 
 _REQUIRED = ("exposure.ngroups", "exposure.nints", "instrument.name", "instrument.detector",
              "exposure.group_time", "exposure.frame_time")
 
 
+def check_not_multistripe(model) -> None:
+    """Refuse a multistripe (or superstripe) readout, naming its keywords.
+
+    Such subarrays (NIRCam DHS, NIRISS SOSS superstripes: MSTR_RD1 and friends) read separate
+    bands of rows into one array; their reference cut-outs and reference pixels go stripe by
+    stripe, which jwpipe does not do yet. Calibrating them as ordinary subarrays would be wrong
+    without any sign of it.
+    """
+    meta = model.meta
+    reads = meta.get("subarray.multistripe_reads1")
+    if reads is None:
+        return
+    where = model.path or type(model).__name__
+    superstripes = meta.get("subarray.num_superstripe")
+    extra = f", SSTR_NST={superstripes}" if superstripes else ""
+    raise DataShapeError(
+        f"{where}: SUBARRAY={meta.get('subarray.name')} is a multistripe readout (MSTR_RD1="
+        f"{reads}, MSTR_RD2={meta.get('subarray.multistripe_reads2')}{extra}); jwpipe cannot "
+        "calibrate multistripe exposures yet (their references must be cut stripe by stripe); "
+        "use the reference pipeline (jwst) for them")
+
+
 def check_level1b(model) -> None:
     """Check that a raw exposure's keywords and array shapes agree; raise naming what is wrong."""
     where = model.path or type(model).__name__
+    check_not_multistripe(model)
     keywords = {"exposure.ngroups": "NGROUPS", "exposure.nints": "NINTS",
                 "instrument.name": "INSTRUME", "instrument.detector": "DETECTOR",
                 "exposure.group_time": "TGROUP", "exposure.frame_time": "TFRAME"}

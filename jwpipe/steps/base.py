@@ -405,6 +405,9 @@ class RampStep(Step):
         return model
 
     def process(self, model: RampModel, refs: dict[str, str]) -> RampModel:
+        from ..pipelines.ramp_io import check_not_multistripe
+
+        check_not_multistripe(model)
         state = self.prepare(model, refs)
         block = RampBlock.from_model(model)
         self.process_block(block, state)

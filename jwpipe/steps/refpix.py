@@ -37,7 +37,8 @@ SIRSKERNEL reference, by the convolution kernels of :mod:`jwpipe.steps._sirs` (R
 without the reference, for subarrays or for a detector the reference lacks, the running median
 stays, as in the reference pipeline.
 
-Not implemented: multistripe/superstripe subarrays.
+Not implemented: multistripe/superstripe subarrays (every stage-1 step refuses them, naming
+MSTR_RD1: :func:`jwpipe.pipelines.ramp_io.check_not_multistripe`).
 """
 
 from __future__ import annotations
