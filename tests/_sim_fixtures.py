@@ -312,13 +312,19 @@ def step_test_limits(truth, groupdq, pixeldq, *, threshold: float,
     from the integration's other differences. With Gaussian noise a one-sided test at
     ``threshold`` finds a hit with probability ``Phi(a sqrt(Q_kk) - threshold)``.
 
+    ``pooled_rate`` is the same with the rate fitted from the usable differences of every
+    integration of the pixel (the jump step's ``pool_integrations``): the rate's information
+    ``1' S_i^-1 1`` is summed over the integrations, so ``Q_kk = S^-1_kk - (S^-1 1)_k^2 /
+    sum_i 1' S_i^-1 1``; between ``own_rate`` and ``known_rate``.
+
     Returns
     -------
     dict
-        ``n`` hits, ``flagged`` (the fraction the pipeline flagged), ``own_rate`` and
-        ``known_rate`` (the mean detection probabilities above) and ``own_rate_sd``,
-        ``known_rate_sd``: the standard deviation of the flagged fraction each predicts
-        (``sqrt(sum p (1 - p)) / n``; the hits are independent trials).
+        ``n`` hits, ``flagged`` (the fraction the pipeline flagged), ``own_rate``,
+        ``pooled_rate`` and ``known_rate`` (the mean detection probabilities above) and
+        ``own_rate_sd``, ``pooled_rate_sd``, ``known_rate_sd``: the standard deviation of the
+        flagged fraction each predicts (``sqrt(sum p (1 - p)) / n``; the hits are independent
+        trials).
     """
     from scipy.stats import norm
 
@@ -331,27 +337,35 @@ def step_test_limits(truth, groupdq, pixeldq, *, threshold: float,
     s_read = np.asarray(truth["rn_cds"], np.float64) ** 2 / 2.0 * read_variance_scale
     lam = (np.maximum(truth["rate"] + truth["dark_rate"], 0.0) * float(truth["tgroup"])
            / np.asarray(truth["gain"], np.float64))
-    own, known = [], []
-    for h in sel:
-        i, g, y, x = (int(hits[k][h]) for k in ("int", "group", "y", "x"))
+    def inverse_covariance(i, y, x):
+        """S^-1 of the usable differences of one pixel-integration, and their indices."""
         usable_group = ~unusable[i, :, y, x]
         diffs = np.nonzero(usable_group[1:] & usable_group[:-1])[0]
         s = s_read[y, x]
         cov = np.diag(np.full(diffs.size, lam[y, x] + 2.0 * s))
         adjacent = np.nonzero(np.diff(diffs) == 1)[0]
         cov[adjacent, adjacent + 1] = cov[adjacent + 1, adjacent] = -s
-        inv = np.linalg.inv(cov)
+        return np.linalg.inv(cov), diffs
+
+    found = {"own": [], "pooled": [], "known": []}
+    for h in sel:
+        i, g, y, x = (int(hits[k][h]) for k in ("int", "group", "y", "x"))
+        inv, diffs = inverse_covariance(i, y, x)
         j = int(np.nonzero(diffs == g - 1)[0][0])
         v = inv.sum(axis=1)
-        p_jj = inv[j, j] - v[j] ** 2 / v.sum()
+        rate_info = {"own": v.sum(), "known": np.inf,
+                     "pooled": sum(inverse_covariance(k, y, x)[0].sum()
+                                   for k in range(groupdq.shape[0]))}
         amp = float(hits["amp"][h])
-        known.append(norm.cdf(amp * np.sqrt(inv[j, j]) - threshold))
-        own.append(norm.cdf(amp * np.sqrt(p_jj) - threshold))
-    own, known = np.array(own), np.array(known)
-    return {"n": int(sel.size), "flagged": float(hits["flagged"][sel].mean()),
-            "own_rate": float(own.mean()), "known_rate": float(known.mean()),
-            "own_rate_sd": float(np.sqrt(np.sum(own * (1 - own))) / own.size),
-            "known_rate_sd": float(np.sqrt(np.sum(known * (1 - known))) / known.size)}
+        for name, info in rate_info.items():
+            q_jj = inv[j, j] - v[j] ** 2 / info
+            found[name].append(norm.cdf(amp * np.sqrt(q_jj) - threshold))
+    out = {"n": int(sel.size), "flagged": float(hits["flagged"][sel].mean())}
+    for name, p in found.items():
+        p = np.array(p)
+        out[f"{name}_rate"] = float(p.mean())
+        out[f"{name}_rate_sd"] = float(np.sqrt(np.sum(p * (1 - p))) / p.size)
+    return out
 
 
 def spurious_jumps(truth, groupdq, pixeldq, *, sat_radius: int = 5) -> dict:

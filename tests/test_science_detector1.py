@@ -211,8 +211,9 @@ RAPID_4_TO_6_XFAIL = (
     "can do here: with the true noise the jump step's statistic finds 77.1% +- 1.4% of these "
     "hits at its threshold, and even with the rate known exactly 84.4% "
     "(test_4_to_6_sigma_recall_is_the_per_pixel_limit). 85% needs the rate of several "
-    "integrations (pool_integrations=True: 83%, not the default, since it assumes the rate is "
-    "the same in every integration) and a lower threshold, spending the whole 1e-4 spurious "
+    "integrations (pool_integrations=True: 83.2%, as predicted for a rate pooled over the 4 "
+    "integrations, 82.8% +- 1.3%; not the default, since it assumes the rate is the same in "
+    "every integration) and a lower threshold, spending the whole 1e-4 spurious "
     "budget on white noise (known-rate limit 86.6% at z > 3.719). BRIGHT2 reaches 86.6% "
     "because hits arriving between its two frames are tested with their own template "
     "(split_hits).")
@@ -287,9 +288,10 @@ def test_4_to_6_sigma_recall_is_the_per_pixel_limit(sim_cache, tmp_path_factory)
     85%, the fact behind RAPID_4_TO_6_XFAIL (if the simulator changes so that it is not, that
     xfail must be revisited).
 
-    ``pool_integrations=True`` fits one rate to the 4 integrations: then the test comes close
-    to the known-rate limit (measured 83.2%, asserted within 3 standard deviations of 84.4%)
-    at the same spurious-flag rate (asserted <= 1e-4)."""
+    ``pool_integrations=True`` fits one rate to the 4 integrations: then the recall is what
+    the statistic finds with that rate (``pooled_rate``, between the own-rate and known-rate
+    figures; measured 83.2%, asserted within 3 standard deviations of it) at the same
+    spurious-flag rate (asserted <= 1e-4)."""
     truth, p = _exposure(sim_cache, tmp_path_factory, "RAPID", "all")
     threshold = one_sided_threshold(4.0)
     lim = step_test_limits(truth, p.ramp["GROUPDQ"], p.ramp["PIXELDQ"], threshold=threshold,
@@ -306,7 +308,7 @@ def test_4_to_6_sigma_recall_is_the_per_pixel_limit(sim_cache, tmp_path_factory)
     sp = spurious_jumps(truth, pooled.ramp["GROUPDQ"], pooled.ramp["PIXELDQ"])
     print("pooled:", describe(det), describe(sp))
     recall = det["bands"][(4, 6)]["fraction"]
-    assert abs(recall - lim["known_rate"]) <= 3 * lim["known_rate_sd"], describe(det)
+    assert abs(recall - lim["pooled_rate"]) <= 3 * lim["pooled_rate_sd"], describe(det)
     assert sp["rate"] <= 1e-4, describe(sp)
 
 
