@@ -9,6 +9,7 @@ note of issue 4). These tests check the algorithm against injected truth instead
 from __future__ import annotations
 
 import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -91,6 +92,14 @@ def test_templates_reject_outliers_and_keep_the_weight_of_the_rest():
     # Row 40 of image 1 has no good right pixel: only the left side's half is left there.
     want = np.repeat(signal[:, None, :], 4, axis=1)
     want[1, :, 40] *= 0.5
+    np.testing.assert_allclose(templates, want, rtol=0, atol=1e-9)
+    # A side without any finite pixel adds nothing (and no warning): the other side's half.
+    left[:] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        templates = sirs_row_templates(left, right, kernels, sigreject=4.0)
+    want = 0.5 * np.repeat(signal[:, None, :], 4, axis=1)
+    want[1, :, 40] = 0.0
     np.testing.assert_allclose(templates, want, rtol=0, atol=1e-9)
 
 

@@ -27,6 +27,7 @@ side instead of NaN.
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import numpy as np
@@ -156,7 +157,8 @@ def sirs_row_templates(left: np.ndarray, right: np.ndarray, kernels: SirsKernels
     sums, weights = [], []
     for side in (np.asarray(left, np.float64), np.asarray(right, np.float64)):
         flat = side.reshape(side.shape[0], -1)
-        with np.errstate(invalid="ignore"):
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)     # an all-NaN side: no pixel
             median = np.nanmedian(flat, axis=1)[:, None, None]
             sigma = MAD_TO_SIGMA * np.nanmedian(np.abs(flat - median[:, :, 0]), axis=1)
             good = np.abs(side - median) <= sigreject * sigma[:, None, None]  # NaN: rejected
