@@ -31,7 +31,6 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from scipy.ndimage import convolve1d
 
 from ..errors import ReferenceFileError
 from ._stage1_refs import open_ref
@@ -182,6 +181,8 @@ def sirs_row_templates(left: np.ndarray, right: np.ndarray, kernels: SirsKernels
 
 def _convolve(values: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     """``np.convolve(v, kernel, mode='same')`` along the last axis (odd-length kernel)."""
+    from scipy.ndimage import convolve1d  # here: scipy.ndimage takes 0.1 s to import
+
     return convolve1d(values, kernel, axis=-1, mode="constant", cval=0.0)
 
 
