@@ -301,24 +301,28 @@ def test_constant_dark_as_broadcast_view_equals_full_array():
 
 @pytest.mark.parametrize("ngroups", [2, 5, 10, 40])
 def test_simd_builds_are_bit_identical(ngroups):
-    """The AVX2 build of the block fit (chosen at run time on x86-64) and the baseline build run
-    the same IEEE operations in the same order: every output must be bit-identical."""
+    """The AVX-512F and AVX2 builds of the block fit (chosen at run time on x86-64) and the
+    baseline build run the same IEEE operations in the same order: every output must be
+    bit-identical."""
     from jwpipe._ext import _ramp_fit
 
     case = random_ramps(11, nints=2, ngroups=ngroups, ny=33, nx=300)
     results = {}
     try:
-        for allow in (True, False):
-            _ramp_fit.allow_simd(allow)
+        for level in _ramp_fit.SIMD_LEVELS:
+            _ramp_fit.allow_simd(level)
             results[_ramp_fit.simd()] = kernel(case)
     finally:
         _ramp_fit.allow_simd(True)
     if len(results) < 2:
         pytest.skip("this build or CPU has no SIMD variant")
-    (rate_a, ints_a), (rate_b, ints_b) = results.values()
-    for name in (*FLOATS, "dq"):
-        np.testing.assert_array_equal(getattr(rate_a, name), getattr(rate_b, name))
-        np.testing.assert_array_equal(getattr(ints_a, name), getattr(ints_b, name))
+    (rate_a, ints_a), *others = results.values()
+    for rate_b, ints_b in others:
+        for name in (*FLOATS, "dq"):
+            np.testing.assert_array_equal(getattr(rate_a, name), getattr(rate_b, name))
+            np.testing.assert_array_equal(getattr(ints_a, name), getattr(ints_b, name))
+    with pytest.raises(ValueError, match="avx1"):
+        _ramp_fit.allow_simd("avx1")
 
 
 def test_readonly_memmap_passes_without_copy(tmp_path):

@@ -54,7 +54,7 @@ cdef extern from "ramp_fit.h" nogil:
     int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
                            const jw_rf_image *rate, int nthreads)
     const char *jw_ramp_fit_simd()
-    void jw_ramp_fit_allow_simd(int allow)
+    void jw_ramp_fit_allow_simd(int level)
 
 
 cdef void _raise(int status, str what) except *:
@@ -152,16 +152,26 @@ cdef int _opt(object arrays, Py_ssize_t n, Py_ssize_t ny, Py_ssize_t nx, jw_rf_o
 
 
 def simd() -> str:
-    """The instruction set the block fit runs with: ``"avx2"`` or ``"baseline"``."""
+    """The instruction set the block fit runs with: ``"avx512"``, ``"avx2"`` or ``"baseline"``."""
     return jw_ramp_fit_simd().decode()
 
 
-def allow_simd(bint allow):
-    """Let the block fit use the AVX2 build when the CPU has it (default), or force the baseline.
+SIMD_LEVELS = ("baseline", "avx2", "avx512")
 
-    Both give bit-identical results; tests compare them.
+
+def allow_simd(allow):
+    """Cap the instruction set of the block fit: True (default) lets it use the best build the CPU
+    runs, False forces the baseline, ``"avx2"`` (or another of ``SIMD_LEVELS``) caps it there.
+
+    Every build gives bit-identical results; tests compare them.
     """
-    jw_ramp_fit_allow_simd(allow)
+    if isinstance(allow, str):
+        if allow not in SIMD_LEVELS:
+            raise ValueError(f"allow_simd: {allow!r} is not one of {SIMD_LEVELS}")
+        level = SIMD_LEVELS.index(allow)
+    else:
+        level = len(SIMD_LEVELS) - 1 if allow else 0
+    jw_ramp_fit_allow_simd(level)
 
 
 cdef class RampFitKernel:

@@ -39,10 +39,10 @@
 
 #include "ramp_fit.h"
 
-/* This file is compiled once per instruction set (meson.build: the baseline, and AVX2 on x86-64);
- * each build's entry points carry its suffix and ramp_fit_dispatch.c picks one at run time. The
- * arithmetic is the same IEEE operations in the same order (no FMA contraction), so every variant
- * gives bit-identical results. */
+/* This file is compiled once per instruction set (meson.build: the baseline, and AVX2 and
+ * AVX-512F on x86-64); each build's entry points carry its suffix and ramp_fit_dispatch.c picks
+ * one at run time. The arithmetic is the same IEEE operations in the same order (no FMA
+ * contraction), so every variant gives bit-identical results. */
 #ifndef JW_RF_SUFFIX
 #define JW_RF_SUFFIX _baseline
 #endif

@@ -81,9 +81,10 @@ int jw_ramp_fit_opt_counts(const jw_rf_setup *s, int nb, const float *data,
 int jw_ramp_fit_finish(const jw_rf_setup *s, long nints, const jw_rf_accum *acc,
                        const jw_rf_image *rate, int nthreads);
 
-/* The instruction set jw_ramp_fit_block runs with: "avx2" or "baseline". jw_ramp_fit_allow_simd(0)
- * forces the baseline (tests compare the variants), 1 restores the run-time choice. */
+/* The instruction set jw_ramp_fit_block runs with: "avx512", "avx2" or "baseline".
+ * jw_ramp_fit_allow_simd(level) caps it (0 baseline, 1 AVX2, 2 AVX-512F, the default; tests
+ * compare the variants); the CPU and the build may give less. */
 const char *jw_ramp_fit_simd(void);
-void jw_ramp_fit_allow_simd(int allow);
+void jw_ramp_fit_allow_simd(int level);
 
 #endif
