@@ -19,7 +19,7 @@ STAGE1_STEPS = ("group_scale", "dq_init", "saturation", "ipc", "superbias", "ref
 HEAVY = ("scipy", "photutils", "gwcs", "matplotlib")
 
 
-def test_stage1_step_modules_import_no_heavy_library():
+def test_stage1_step_modules_import_no_heavy_library(tmp_path):
     code = (
         "import json, sys\n"
         "import jwpipe.driver\n"
@@ -28,6 +28,9 @@ def test_stage1_step_modules_import_no_heavy_library():
         "    get_step_class(alias)\n"
         f"heavy = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"
         "print(json.dumps(heavy))\n")
+    # From an empty folder: "-c" puts the working directory first on sys.path, and the source
+    # tree's jwpipe (without its compiled kernels) must not shadow the installed one.
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+                         cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
