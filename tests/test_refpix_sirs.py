@@ -168,6 +168,32 @@ def test_sirs_with_the_default_smoothing_is_close_on_a_smooth_signal(kernel_file
     assert np.abs(resid).max() > 0.1 * bound               # the smoothing does act
 
 
+def test_simulated_cache_kernels_take_out_the_simulators_row_noise(sim_cache):
+    """The simulated CRDS cache holds a SIRSKERNEL per near-IR detector (lag 0, half per side:
+    the simulator's 1/f noise is one offset per detector row). Found through the cache, without
+    an override, it removes such a row offset exactly where the running median (11 rows) cannot
+    follow it (rows changing faster than its window)."""
+    fast, slow, _ = ORIENTATIONS["NRCA1"]
+    rng = np.random.default_rng(3)
+    truth = np.zeros((1, 2, N, N), np.float32)
+    truth[..., 4:-4, 4:-4] = rng.uniform(0, 100, (N - 8, N - 8)).astype(np.float32)
+    data = truth.copy()
+    rows = rng.normal(0, 5.0, (2, N)).astype(np.float32)       # white row offsets
+    detector_view(data, fast, slow)[0] += rows[:, :, None]
+    model = make_model(data, "NRCA1")
+    model.meta.exposure.type = "NRC_IMAGE"
+    model.meta.instrument.channel, model.meta.instrument.module = "SHORT", "A"
+    model.meta.observation.date, model.meta.observation.time = "2023-03-01", "00:00:00"
+    step = RefPixStep(refpix_algorithm="sirs", crds_path=sim_cache, gaussmooth=DELTA)
+    result = step.run(model)
+    assert result.meta.ref_file.sirskernel.name.startswith("crds://jwst_nircam_sirskernel_")
+    resid = detector_view(result.data - truth, fast, slow)[0, :, 4:-4, 4:-4]
+    np.testing.assert_allclose(resid, 0.0, atol=2e-4)
+    median = RefPixStep(crds_path=sim_cache).run(model)
+    left = detector_view(median.data - truth, fast, slow)[0, :, 4:-4, 4:-4]
+    assert np.std(left) > 4.0          # the 11-row median removes almost none of white rows
+
+
 # -- where the running median stays ----------------------------------------------------------------
 
 def test_running_median_stays_without_kernels(kernel_file, tmp_path, caplog):

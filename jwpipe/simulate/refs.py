@@ -58,20 +58,20 @@ PARKEYS: dict[str, dict[str, tuple[str, ...]]] = {
         "readnoise": (_DET, _RP, _SUB), "ipc": (_DET,), "flat": (_DET, _FLT, _PUP),
         "area": (_DET, _FLT, _PUP, _EXP), "photom": (_DET,),
         "distortion": (_DET, _EXP, _CHAN, _FLT),
-        "persat": (_DET,), "trapdensity": (_DET,), "trappars": (_DET,),
+        "persat": (_DET,), "trapdensity": (_DET,), "trappars": (_DET,), "sirskernel": (_DET,),
     },
     "NIRISS": {
         "mask": (_DET, _SUB), "saturation": (_DET,), "superbias": (_DET, _RP, _SUB),
         "linearity": (_DET, _SUB), "dark": (_DET, _RP, _SUB), "gain": (_DET, _SUB),
         "readnoise": (_DET, _RP, _SUB), "ipc": (_DET,), "flat": (_DET, _FLT, _PUP),
         "area": (_DET, _FLT, _PUP, _EXP), "photom": (_DET,), "distortion": (_EXP, _PUP),
-        "persat": (_DET,), "trapdensity": (_DET,), "trappars": (_DET,),
+        "persat": (_DET,), "trapdensity": (_DET,), "trappars": (_DET,), "sirskernel": (_DET,),
     },
     "NIRSPEC": {
         "mask": (_DET, _SUB, _RP), "saturation": (_DET, _SUB),
         "superbias": (_DET, _RP, _SUB) + _CORNER, "linearity": (_DET, _SUB),
         "dark": (_DET, _RP, _SUB) + _CORNER, "gain": (_DET, _SUB),
-        "readnoise": (_DET, _RP, _SUB), "ipc": (_DET,),
+        "readnoise": (_DET, _RP, _SUB), "ipc": (_DET,), "sirskernel": (_DET,),
     },
     "MIRI": {
         "mask": (_DET, _SUB), "saturation": (_DET,), "linearity": (_DET, _SUB, _BAND, _FLT),
@@ -84,11 +84,11 @@ PARKEYS: dict[str, dict[str, tuple[str, ...]]] = {
 
 #: Reference types the instrument mappings list as not applicable ('N/A').
 NOT_APPLICABLE: dict[str, tuple[str, ...]] = {
-    "NIRCAM": ("refpix", "sirskernel", "rscd", "reset", "filteroffset", "pictureframe",
+    "NIRCAM": ("refpix", "rscd", "reset", "filteroffset", "pictureframe",
                "emicorr", "drizpars", "apcorr", "abvegaoffset"),
-    "NIRISS": ("refpix", "sirskernel", "rscd", "reset", "filteroffset", "pictureframe",
+    "NIRISS": ("refpix", "rscd", "reset", "filteroffset", "pictureframe",
                "emicorr", "drizpars", "apcorr", "abvegaoffset"),
-    "NIRSPEC": ("refpix", "sirskernel", "flat", "fflat", "sflat", "dflat", "area", "photom",
+    "NIRSPEC": ("refpix", "flat", "fflat", "sflat", "dflat", "area", "photom",
                 "distortion", "persat", "trapdensity", "trappars", "rscd", "reset",
                 "pictureframe", "emicorr", "drizpars"),
     "MIRI": ("superbias", "refpix", "sirskernel", "persat", "trapdensity", "trappars",
@@ -99,7 +99,8 @@ NOT_APPLICABLE: dict[str, tuple[str, ...]] = {
 _GRAIN = {"mask": "sub", "saturation": "det", "superbias": "sub", "linearity": "sub",
           "dark": "sub", "gain": "sub", "readnoise": "sub", "ipc": "det", "flat": "filter",
           "area": "det", "photom": "det", "distortion": "det", "persat": "det",
-          "trapdensity": "det", "trappars": "det", "reset": "sub", "rscd": "det"}
+          "trapdensity": "det", "trappars": "det", "reset": "sub", "rscd": "det",
+          "sirskernel": "det"}
 _GRAIN_OVERRIDE = {("NIRSPEC", "saturation"): "sub", ("MIRI", "flat"): "filter_sub"}
 
 _ALL_READPATTS_MIRI = "FAST|FASTR1|SLOW|SLOWR1"
@@ -779,13 +780,31 @@ def _build_distortion(f: DetectorFields, sub=None, **_):
     return {"meta": meta, "model": model}
 
 
+def _build_sirskernel(f: DetectorFields, sub=None, **_):
+    """The SIRSKERNEL reference (ASDF) of one detector: single-tap kernels at lag 0, half the
+    weight on each side, for every amplifier. The simulator's 1/f noise is one offset per
+    detector row shared by every pixel of the row (``detector.correlated_offsets``), which the
+    mean of the row's left and right reference pixels predicts without lag."""
+    from .sirs import lagged_coefficients
+
+    det = f.det
+    half = np.stack([lagged_coefficients({0: 0.5}, det.full[0])] * 4)
+    meta = {
+        "author": AUTHOR, "description": "Synthetic SIRS kernels: lag 0, half per side",
+        "pedigree": PEDIGREE, "reftype": "sirskernel", "telescope": "JWST",
+        "useafter": USEAFTER, "model_type": "SIRSKernelModel", "origin": "jwpipe",
+        "instrument": {"name": det.instrument, "detector": det.name},
+    }
+    return {"meta": meta, det.name.lower(): {"gamma": half, "zeta": half.copy()}}
+
+
 _BUILDERS = {
     "mask": _build_mask, "saturation": _build_saturation, "superbias": _build_superbias,
     "linearity": _build_linearity, "dark": _build_dark, "gain": _build_gain,
     "readnoise": _build_readnoise, "ipc": _build_ipc, "flat": _build_flat, "area": _build_area,
     "photom": _build_photom, "distortion": _build_distortion, "persat": _build_persat,
     "trapdensity": _build_trapdensity, "trappars": _build_trappars, "reset": _build_reset,
-    "rscd": _build_rscd,
+    "rscd": _build_rscd, "sirskernel": _build_sirskernel,
 }
 
 
@@ -831,7 +850,7 @@ def _jobs(det: I.Detector, subs: list[I.Subarray], flts: list[I.Filter], reftype
         if reftypes is not None and reftype not in reftypes:
             continue
         grain = _grain(instr, reftype)
-        ext = "asdf" if reftype == "distortion" else "fits"
+        ext = "asdf" if reftype in ("distortion", "sirskernel") else "fits"
         if grain == "det":
             key = _key(instr, reftype, det, full, None)
             yield reftype, key, {"sub": full, "generic": True}, ext

@@ -1,8 +1,9 @@
 """SIRSKERNEL references (the refpix step's SIRS kernels) with kernels chosen by the caller.
 
-The flight SIRSKERNEL files are not in the shared data; these stand in for them, in the same
-format (ASDF: per lower-case detector name, ``gamma`` and ``zeta``, the real-FFT coefficients of
-the left and right kernels of the 4 amplifiers, 1025 each for 2048 rows).
+The flight SIRSKERNEL files are not in the shared data; these stand in for them (the simulated
+CRDS cache holds one per near-IR detector, ``refs._build_sirskernel``), in the same format
+(ASDF: per lower-case detector name, ``gamma`` and ``zeta``, the real-FFT coefficients of the
+left and right kernels of the 4 amplifiers, 1025 each for 2048 rows).
 :func:`lagged_coefficients` builds the coefficients of kernels made of a few weighted lags, whose
 effect on a known row signal is known exactly (the truth of the SIRS tests).
 """
