@@ -354,8 +354,8 @@ def step_test_limits(truth, groupdq, pixeldq, *, threshold: float,
         j = int(np.nonzero(diffs == g - 1)[0][0])
         v = inv.sum(axis=1)
         rate_info = {"own": v.sum(), "known": np.inf,
-                     "pooled": sum(inverse_covariance(k, y, x)[0].sum()
-                                   for k in range(groupdq.shape[0]))}
+                     "pooled": v.sum() + sum(inverse_covariance(k, y, x)[0].sum()
+                                             for k in range(groupdq.shape[0]) if k != i)}
         amp = float(hits["amp"][h])
         for name, info in rate_info.items():
             q_jj = inv[j, j] - v[j] ** 2 / info

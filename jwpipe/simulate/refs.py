@@ -785,7 +785,7 @@ def _build_sirskernel(f: DetectorFields, sub=None, **_):
     weight on each side, for every amplifier. The simulator's 1/f noise is one offset per
     detector row shared by every pixel of the row (``detector.correlated_offsets``), which the
     mean of the row's left and right reference pixels predicts without lag."""
-    from .sirs import lagged_coefficients
+    from .sirs import lagged_coefficients, sirskernel_tree
 
     det = f.det
     half = np.stack([lagged_coefficients({0: 0.5}, det.full[0])] * 4)
@@ -795,7 +795,7 @@ def _build_sirskernel(f: DetectorFields, sub=None, **_):
         "useafter": USEAFTER, "model_type": "SIRSKernelModel", "origin": "jwpipe",
         "instrument": {"name": det.instrument, "detector": det.name},
     }
-    return {"meta": meta, det.name.lower(): {"gamma": half, "zeta": half.copy()}}
+    return sirskernel_tree({det.name: (half, half)}, meta)
 
 
 _BUILDERS = {

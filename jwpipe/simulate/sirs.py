@@ -10,12 +10,13 @@ effect on a known row signal is known exactly (the truth of the SIRS tests).
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["lagged_coefficients", "write_sirskernel_reference"]
+from .refs import _save  # the simulated cache's ASDF writer (filename, date, atomic)
+
+__all__ = ["lagged_coefficients", "sirskernel_tree", "write_sirskernel_reference"]
 
 NROWS = 2048
 
@@ -40,6 +41,24 @@ def lagged_coefficients(taps: dict[int, float], nrows: int = NROWS) -> np.ndarra
     return np.fft.rfft(kernel)
 
 
+def sirskernel_tree(kernels: dict, meta: dict) -> dict:
+    """The ASDF tree of a SIRSKERNEL reference: ``meta`` and, per detector (lower case), its
+    ``gamma`` and ``zeta`` coefficients as complex128 arrays of shape (4, n).
+
+    Parameters
+    ----------
+    kernels : dict
+        Detector name -> (gamma, zeta), each of shape (4, n) (one row per amplifier).
+    meta : dict
+        The reference's metadata (reftype SIRSKERNEL, instrument, pedigree...).
+    """
+    tree = {"meta": dict(meta)}
+    for detector, (gamma, zeta) in kernels.items():
+        tree[str(detector).lower()] = {"gamma": np.asarray(gamma, np.complex128),
+                                       "zeta": np.asarray(zeta, np.complex128)}
+    return tree
+
+
 def write_sirskernel_reference(path, kernels: dict, instrument: str = "NIRCAM") -> Path:
     """Write a SIRSKERNEL reference.
 
@@ -57,20 +76,10 @@ def write_sirskernel_reference(path, kernels: dict, instrument: str = "NIRCAM") 
     -------
     Path
     """
-    import asdf
-
-    from ..datamodels.fits_io import atomic_path
-
     path = Path(path)
-    tree = {"meta": {
-        "reftype": "SIRSKERNEL", "telescope": "JWST", "pedigree": "DUMMY",
-        "author": "jwpipe simulator", "useafter": "2022-01-01T00:00:00",
-        "description": "Simulated SIRS convolution kernels (chosen lags)",
-        "instrument": {"name": instrument.upper()}, "filename": path.name,
-        "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]}}
-    for detector, (gamma, zeta) in kernels.items():
-        tree[str(detector).lower()] = {"gamma": np.asarray(gamma, np.complex128),
-                                       "zeta": np.asarray(zeta, np.complex128)}
-    with atomic_path(path) as tmp:
-        asdf.AsdfFile(tree).write_to(tmp)
+    meta = {"reftype": "SIRSKERNEL", "telescope": "JWST", "pedigree": "DUMMY",
+            "author": "jwpipe simulator", "useafter": "2022-01-01T00:00:00",
+            "description": "Simulated SIRS convolution kernels (chosen lags)",
+            "instrument": {"name": instrument.upper()}}
+    _save(sirskernel_tree(kernels, meta), path)
     return path
