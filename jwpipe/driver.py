@@ -48,6 +48,7 @@ from .steps.base import (
     NOT_APPLICABLE,
     BlockBuffers,
     RampBlock,
+    RampStep,
     env_threads,
     output_name,
     parse_value,
@@ -317,6 +318,39 @@ def run_ramp_chain(pipeline, init):
             fitter.discard()
 
 
+def _scan_passes(active: list, product, read, nints: int, per_block: int, frame: tuple,
+                 step_seconds: dict) -> None:
+    """The passes over the blocks that a step fitting the whole exposure asks for before the
+    main pass (see ``RampStep.scan_pending``): each block read again goes through the steps
+    before that one, whose corrections it needs, then to its ``scan_block``."""
+    for k, entry in enumerate(active):
+        step = entry[0]
+        if type(step).scan_pending is RampStep.scan_pending:
+            continue
+        for earlier in active[:k + 1]:
+            if earlier[2] is _UNPREPARED:
+                with timed(f"prepare {earlier[0].name}", log, level=10):
+                    earlier[2] = earlier[0].prepare(product, earlier[1])
+        passes = 0
+        while step.scan_pending(entry[2]):
+            t0 = time.perf_counter()
+            pixeldq = np.zeros(frame, np.uint32)  # the main pass builds the product's own
+            for start in range(0, nints, per_block):
+                block = read(start, min(nints, start + per_block), pixeldq)
+                for earlier in active[:k]:
+                    earlier[0].process_block(block, earlier[2])
+                more = step.scan_block(block, entry[2])
+                block = None
+                if not more:
+                    break
+            step.end_scan(entry[2])
+            passes += 1
+            step_seconds[step.name] += time.perf_counter() - t0
+        if passes:
+            log.info("%s: %d pass(es) over the exposure before correcting it", step.name,
+                     passes)
+
+
 def _stream_ramp_chain(pipeline, init, staged: list):
     from .datamodels.spill import allocate, release_pages
     from .pipelines.ramp_io import block_size_for, read_block
@@ -377,27 +411,32 @@ def _stream_ramp_chain(pipeline, init, staged: list):
     buffers = BlockBuffers()
     step_seconds = {step.name: 0.0 for step, _, _ in active}
     fit_seconds = 0.0
+
+    def read(start: int, stop: int, pixeldq: np.ndarray) -> RampBlock:
+        zero = None
+        if raw.has("zeroframe"):
+            zero = np.asarray(raw.lazy("zeroframe")[start:stop], dtype=np.float32)
+        shape = (stop - start, ngroups, ny, nx)
+        data = read_block(raw, start, stop, nthreads=pipeline.threads or env_threads(),
+                          out=buffers.take("data", shape, np.float32))
+        if not isinstance(raw, Level1bModel) and raw.has("groupdq"):
+            groupdq = read_block(raw, start, stop, "groupdq", np.uint8,
+                                 out=buffers.take("groupdq", shape, np.uint8))
+        else:
+            groupdq = buffers.take("groupdq", shape, np.uint8)
+            groupdq.fill(0)
+        if not isinstance(raw, Level1bModel) and start == 0:
+            pixeldq |= raw.pixeldq
+        return RampBlock(data, groupdq, pixeldq, start, nints, product.meta, zero)
+
+    _scan_passes(active, product, read, nints, per_block, (ny, nx), step_seconds)
     with Progress(nints, "integrations") as progress:
         for start in range(0, nints, per_block):
             stop = min(nints, start + per_block)
-            zero = None
-            if raw.has("zeroframe"):
-                zero = np.asarray(raw.lazy("zeroframe")[start:stop], dtype=np.float32)
-            shape = (stop - start, ngroups, ny, nx)
-            data = read_block(raw, start, stop, nthreads=pipeline.threads or env_threads(),
-                              out=buffers.take("data", shape, np.float32))
-            if not isinstance(raw, Level1bModel) and raw.has("groupdq"):
-                groupdq = read_block(raw, start, stop, "groupdq", np.uint8,
-                                     out=buffers.take("groupdq", shape, np.uint8))
-            else:
-                groupdq = buffers.take("groupdq", shape, np.uint8)
-                groupdq.fill(0)
-            if not isinstance(raw, Level1bModel) and start == 0:
-                pixeldq |= raw.pixeldq
-            block = RampBlock(data, groupdq, pixeldq, start, nints, product.meta, zero)
+            block = read(start, stop, pixeldq)
             last = stop == nints
             if last:  # no next block: the arrays go with the block (jump replaces its group DQ)
-                buffers = data = groupdq = None
+                buffers = None
             for entry in active:
                 step = entry[0]
                 t0 = time.perf_counter()
@@ -437,7 +476,7 @@ def _stream_ramp_chain(pipeline, init, staged: list):
             progress.update(stop - start)
             # Drop this block before reading the next one (and before the fit's finish and the
             # writes), so at most one block is ever resident.
-            block = data = groupdq = zero = None
+            block = None
     buffers = None
     product.pixeldq = out_pixeldq
     for step, _, state in active:

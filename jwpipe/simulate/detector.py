@@ -686,7 +686,7 @@ def simulate_integration(model: DetectorModel, timing: Timing, rate: np.ndarray,
                          correlated: bool = True, nonlinearity: bool = True,
                          ipc: bool = True, saturation: bool = True, miri_effects: bool = True,
                          prev_last: np.ndarray | None = None, zeroframe: bool = False,
-                         nthreads: int = 1) -> IntegrationResult:
+                         emi: np.ndarray | None = None, nthreads: int = 1) -> IntegrationResult:
     """Simulate one integration.
 
     Parameters
@@ -697,6 +697,8 @@ def simulate_integration(model: DetectorModel, timing: Timing, rate: np.ndarray,
         Extra linear signal (DN) present at each read (persistence, dark transients).
     prev_last : ndarray, optional
         Last-group non-linear signal of the previous integration (MIRI RSCD).
+    emi : ndarray of shape (ngroups, ny, nx), float32, optional
+        Electronic pickup (DN) added to every read, reference pixels included (MIRI EMI).
 
     Returns
     -------
@@ -754,6 +756,8 @@ def simulate_integration(model: DetectorModel, timing: Timing, rate: np.ndarray,
         if ng > 2:
             signal[-1] += -0.002 * signal[-1] - 5.0
         signal[..., model.refpix] = 0.0
+    if emi is not None:
+        signal += emi
 
     sigma_g = (model.rn_cds / np.sqrt(2.0) / np.sqrt(timing.nframes)).astype(np.float32)
     thr = model.sat_threshold

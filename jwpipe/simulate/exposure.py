@@ -31,6 +31,7 @@ from .detector import (
     reference_params,
     simulate_integration,
 )
+from .emi import emi_reads
 from .scene import Scene, random_scene, render
 from .wcs import DetectorWCS, solve_pointing, v2v3_to_sky
 
@@ -61,7 +62,8 @@ class ExposureConfig:
         ``nonlinearity``, ``saturation``, ``ipc``, ``correlated`` (amplifier offsets, odd/even
         columns, 1/f noise), ``miri_effects`` (reset anomaly, RSCD, last frame),
         ``persistence`` (DN/s at exposure start, array of the exposure's shape, or None),
-        ``zeroframe`` (write ZEROFRAME).
+        ``zeroframe`` (write ZEROFRAME); off by default: ``emi`` (MIRI electronic pickup:
+        ``{frequency name or Hz: (amplitude DN, phase)}``, see :mod:`jwpipe.simulate.emi`).
     Products
         ``ints_per_segment`` (split into ``-segNNN`` files), identifiers ``program``,
         ``observation``, ``visit``, ``visit_group``, ``sequence``, ``activity``, ``exposure``,
@@ -97,6 +99,7 @@ class ExposureConfig:
     miri_effects: bool = True
     persistence: object = None
     zeroframe: bool = False
+    emi: dict | None = None
     ints_per_segment: int | None = None
     program: str = "09999"
     observation: int = 1
@@ -307,7 +310,7 @@ def _build_meta(m, cfg: ExposureConfig, det, sub, patt, flt, timing: Timing, sta
     e.frame_divisor = timing.nframes
     e.drop_frames1 = 0
     e.drop_frames3 = 0
-    e.nsamples = 10 if det.is_miri else 1
+    e.nsamples = 1  # clocks per pixel read (MIRI FAST; MIRI SLOW would be 9)
     e.sample_time = 10.0
     e.frame_time = timing.tframe
     e.group_time = timing.tgroup
@@ -470,6 +473,8 @@ def simulate_exposure(config: ExposureConfig | None = None, *, crds_path=None,
     cfg = (config or ExposureConfig()).with_overrides(**overrides)
     det, sub, patt, flt, exp_type, timing = _resolve(cfg)
     nthreads = nthreads or os.cpu_count() or 1
+    if cfg.emi and not det.is_miri:
+        raise ConfigError(f"emi: EMI is simulated for MIRI only, not {det.name}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if crds_path is None:
@@ -559,7 +564,9 @@ def simulate_exposure(config: ExposureConfig | None = None, *, crds_path=None,
                 model, timing, rate_i, index=i, seed=seed, crs=crs, offsets=offsets,
                 noise=cfg.noise, correlated=cfg.correlated, nonlinearity=cfg.nonlinearity,
                 ipc=cfg.ipc, saturation=cfg.saturation, miri_effects=cfg.miri_effects,
-                prev_last=prev_last, zeroframe=cfg.zeroframe, nthreads=nthreads)
+                prev_last=prev_last, zeroframe=cfg.zeroframe, nthreads=nthreads,
+                emi=None if not cfg.emi else emi_reads(
+                    cfg.emi, sub.name, patt.name, timing.ngroups, sub.ysize, sub.xsize, i))
             data[j] = res.data
             if zf is not None:
                 zf[j] = res.zeroframe

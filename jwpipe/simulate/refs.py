@@ -78,7 +78,7 @@ PARKEYS: dict[str, dict[str, tuple[str, ...]]] = {
         "dark": (_DET, _RP, _SUB), "gain": (_DET, _SUB), "readnoise": (_DET, _RP, _SUB),
         "ipc": (_DET,), "reset": (_DET, _SUB, _RP), "rscd": (_DET,),
         "flat": (_DET, _FLT, _BAND, _RP, _SUB), "area": (_DET, _FLT, _EXP), "photom": (_DET, _BAND),
-        "distortion": (_DET, _EXP, _CHAN, _BAND),
+        "distortion": (_DET, _EXP, _CHAN, _BAND), "emicorr": (_DET,),
     },
 }
 
@@ -92,7 +92,7 @@ NOT_APPLICABLE: dict[str, tuple[str, ...]] = {
                 "distortion", "persat", "trapdensity", "trappars", "rscd", "reset",
                 "pictureframe", "emicorr", "drizpars"),
     "MIRI": ("superbias", "refpix", "sirskernel", "persat", "trapdensity", "trappars",
-             "filteroffset", "emicorr", "lastframe", "drizpars", "apcorr", "abvegaoffset"),
+             "filteroffset", "lastframe", "drizpars", "apcorr", "abvegaoffset"),
 }
 
 # How many files of each type: per detector, per subarray, per filter, per (filter, subarray).
@@ -100,7 +100,7 @@ _GRAIN = {"mask": "sub", "saturation": "det", "superbias": "sub", "linearity": "
           "dark": "sub", "gain": "sub", "readnoise": "sub", "ipc": "det", "flat": "filter",
           "area": "det", "photom": "det", "distortion": "det", "persat": "det",
           "trapdensity": "det", "trappars": "det", "reset": "sub", "rscd": "det",
-          "sirskernel": "det"}
+          "sirskernel": "det", "emicorr": "det"}
 _GRAIN_OVERRIDE = {("NIRSPEC", "saturation"): "sub", ("MIRI", "flat"): "filter_sub"}
 
 _ALL_READPATTS_MIRI = "FAST|FASTR1|SLOW|SLOWR1"
@@ -798,13 +798,27 @@ def _build_sirskernel(f: DetectorFields, sub=None, **_):
     return sirskernel_tree({det.name: (half, half)}, meta)
 
 
+def _build_emicorr(f: DetectorFields, sub=None, **_):
+    """The EMICORR reference (ASDF): the synthetic EMI waveforms (:mod:`.emi`) and the
+    frequencies to correct per subarray and read speed."""
+    from .emi import emicorr_tree
+
+    meta = {
+        "author": AUTHOR, "description": "Synthetic MIRI EMI waveforms",
+        "pedigree": PEDIGREE, "reftype": "emicorr", "telescope": "JWST",
+        "useafter": USEAFTER, "model_type": "EmiModel", "origin": "jwpipe",
+        "instrument": {"name": "MIRI", "detector": f.det.name},
+    }
+    return emicorr_tree(meta)
+
+
 _BUILDERS = {
     "mask": _build_mask, "saturation": _build_saturation, "superbias": _build_superbias,
     "linearity": _build_linearity, "dark": _build_dark, "gain": _build_gain,
     "readnoise": _build_readnoise, "ipc": _build_ipc, "flat": _build_flat, "area": _build_area,
     "photom": _build_photom, "distortion": _build_distortion, "persat": _build_persat,
     "trapdensity": _build_trapdensity, "trappars": _build_trappars, "reset": _build_reset,
-    "rscd": _build_rscd, "sirskernel": _build_sirskernel,
+    "rscd": _build_rscd, "sirskernel": _build_sirskernel, "emicorr": _build_emicorr,
 }
 
 
@@ -850,7 +864,7 @@ def _jobs(det: I.Detector, subs: list[I.Subarray], flts: list[I.Filter], reftype
         if reftypes is not None and reftype not in reftypes:
             continue
         grain = _grain(instr, reftype)
-        ext = "asdf" if reftype in ("distortion", "sirskernel") else "fits"
+        ext = "asdf" if reftype in ("distortion", "sirskernel", "emicorr") else "fits"
         if grain == "det":
             key = _key(instr, reftype, det, full, None)
             yield reftype, key, {"sub": full, "generic": True}, ext

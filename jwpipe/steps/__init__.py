@@ -17,7 +17,7 @@ KNOWN_STEPS: dict[str, str | None] = {
     # stage 1
     "group_scale": "group_scale:GroupScaleStep",
     "dq_init": "dq_init:DQInitStep",
-    "emicorr": None,
+    "emicorr": "emicorr:EmiCorrStep",
     "saturation": "saturation:SaturationStep",
     "ipc": "ipc:IPCStep",
     "superbias": "superbias:SuperBiasStep",

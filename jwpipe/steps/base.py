@@ -384,6 +384,21 @@ class RampStep(Step):
     def process_block(self, block: RampBlock, state: Any) -> None:
         raise NotImplementedError
 
+    # A step whose correction is fitted to the whole exposure before any block is corrected
+    # (emicorr) asks for passes over the blocks first: while ``scan_pending`` is true the driver
+    # reads the blocks again, runs the steps before this one on them and hands them to
+    # ``scan_block`` (which must not change them), then calls ``end_scan``.
+    def scan_pending(self, state: Any) -> bool:
+        """Whether the step wants (another) pass over the blocks before correcting any."""
+        return False
+
+    def scan_block(self, block: RampBlock, state: Any) -> bool:
+        """Collect what the fit needs from one block; False when this pass needs no more."""
+        raise NotImplementedError
+
+    def end_scan(self, state: Any) -> None:
+        """Called after each pass over the blocks."""
+
     def release(self, state: Any) -> Any:
         """Called once when the last block has passed this step; returns what ``finish`` needs.
 
@@ -410,6 +425,9 @@ class RampStep(Step):
         check_not_multistripe(model)
         state = self.prepare(model, refs)
         block = RampBlock.from_model(model)
+        while self.scan_pending(state):
+            self.scan_block(block, state)
+            self.end_scan(state)
         self.process_block(block, state)
         block.store(model)
         self.finish(model, state)
