@@ -88,14 +88,16 @@ def emi_reads(components: dict, subarray: str, readpatt: str, ngroups: int, ny: 
     per_read = 9 if speed == "SLOW" else 1
     frame = ny * rowclocks + (1024 - ny) * 7
     integration = ngroups * frame + (frameclocks if patt.endswith("R1") else 0)
-    # Integer clocks from the exposure's first read; float64 is exact below 2**53.
-    t = (np.int64(index) * integration
-         + np.arange(ngroups, dtype=np.int64)[:, None, None] * frame
-         + np.arange(ny, dtype=np.int64)[None, :, None] * rowclocks
-         + (np.arange(nx, dtype=np.int64) // 4)[None, None, :] * per_read)
-    out = np.zeros((ngroups, ny, nx), np.float64)
-    for name, (amplitude, phase) in components.items():
-        hz = EMI_FREQUENCIES[name] if isinstance(name, str) else float(name)
-        period = 1.0 / (hz * 10e-6)
-        out += amplitude * waveform(np.mod(t / period, 1.0) + phase)
-    return out.astype(np.float32)
+    periods = [(amplitude, phase, 1.0 / ((EMI_FREQUENCIES[name] if isinstance(name, str)
+                                           else float(name)) * 10e-6))
+               for name, (amplitude, phase) in components.items()]
+    # Integer clocks from the exposure's first read (float64 is exact below 2**53), a group at
+    # a time to keep the temporaries small.
+    within = (np.arange(ny, dtype=np.int64)[:, None] * rowclocks
+              + (np.arange(nx, dtype=np.int64) // 4)[None, :] * per_read)
+    out = np.zeros((ngroups, ny, nx), np.float32)
+    for g in range(ngroups):
+        t = (np.int64(index) * integration + g * frame + within).astype(np.float64)
+        for amplitude, phase, period in periods:
+            out[g] += (amplitude * waveform(np.mod(t / period, 1.0) + phase)).astype(np.float32)
+    return out

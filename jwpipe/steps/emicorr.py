@@ -43,6 +43,9 @@ __all__ = ["EmiCorrStep", "EmiCorrParams"]
 log = get_logger("step.emicorr")
 
 READ_PATTERNS = ("FAST", "FASTR1", "SLOW", "SLOWR1")
+#: Integrations evaluated together (bounds the float64 temporaries to ~16 ramps' worth of
+#: one output).
+INTS_PER_CHUNK = 16
 
 
 @dataclass
@@ -195,28 +198,34 @@ class EmiCorrStep(RampStep):
         if fit.sums is None and fit.samples is None:
             self._start_scan(fit, state)
         first = exposure_int(block.meta, block.int_start)
-        for j in range(block.data.shape[0]):
-            if state.algorithm == "sequential" and state.seen >= state.nints_to_phase:
-                return False
-            index = first + j
-            ramp = block.data[j]
+        count = block.data.shape[0]
+        if state.algorithm == "sequential":
+            count = min(count, state.nints_to_phase - state.seen)
+        for j0 in range(0, count, INTS_PER_CHUNK):
+            j1 = min(count, j0 + INTS_PER_CHUNK)
+            index = np.arange(first + j0, first + j1)
+            ramps = block.data[j0:j1]
             if state.scanned:  # the frequencies fitted so far, removed from a copy
-                ramp = ramp.copy()
+                ramps = ramps.copy()
                 for done in state.frequencies[:state.scanned]:
-                    _emi.subtract_emi(ramp, self._emi_of(done, state, index))
-            start = clock.integration_phase(index, period)
+                    _emi.subtract_emi(ramps, self._emi_of(done, state, index))
+            starts = [clock.integration_phase(i, period) for i in index]
             if state.algorithm == "sequential":
-                fit.samples.add(ramp, clock.slot_phase(period), clock.group_phase(period), start)
+                for ramp, start in zip(ramps, starts, strict=True):
+                    fit.samples.add(ramp, clock.slot_phase(period), clock.group_phase(period),
+                                    start)
             else:
-                use = _emi.quiet_pixels(ramp, block.pixeldq)
-                y, n = _emi.bin_ramps_by_phase(ramp, use, fit.slot_bin, fit.wave.n)
-                if state.fit_ints_separately:
-                    one = _emi.JointSums(fit.wave.n, clock.ngroups)
-                    one.add(0.0, y, n)
-                    fit.per_int[index] = _emi.fit_joint(one, fit.wave, clock.group_phase(period))
-                else:
-                    fit.sums.add(start, y, n)
-            state.seen += 1
+                use = _emi.quiet_pixels(ramps, block.pixeldq)
+                y, n = _emi.bin_ramps_by_phase(ramps, use, fit.slot_bin, fit.wave.n)
+                for k, i in enumerate(index):
+                    if state.fit_ints_separately:
+                        one = _emi.JointSums(fit.wave.n, clock.ngroups)
+                        one.add(0.0, y[k], n[k])
+                        fit.per_int[int(i)] = _emi.fit_joint(one, fit.wave,
+                                                             clock.group_phase(period))
+                    else:
+                        fit.sums.add(starts[k], y[k], n[k])
+            state.seen += j1 - j0
         return not (state.algorithm == "sequential" and state.seen >= state.nints_to_phase)
 
     def _start_scan(self, fit: _Frequency, state: _EmiState) -> None:
@@ -255,28 +264,41 @@ class EmiCorrStep(RampStep):
         state.seen = 0
 
     # -- the correction ----------------------------------------------------------------------------
-    def _emi_of(self, fit: _Frequency, state: _EmiState, index: int) -> np.ndarray:
-        """EMI of one frequency at every read of integration ``index``, (ngroups, ny, nx // 4)."""
+    def _emi_of(self, fit: _Frequency, state: _EmiState, index: np.ndarray) -> np.ndarray:
+        """EMI of one frequency at every read of integrations ``index`` (0-based in the
+        exposure), float64 (len(index), ngroups, ny, nx // 4)."""
         clock = state.clock
         period = fit.freq.period
         groups = np.arange(clock.ngroups, dtype=np.float64)[:, None, None]
-        start = clock.integration_phase(index, period)
-        phase = clock.slot_phase(period)[None] + groups * clock.group_phase(period)
+        frame = clock.slot_phase(period)[None] + groups * clock.group_phase(period)
         if state.algorithm == "sequential":
-            index_of = np.floor(np.mod(phase + start, 1.0) * period).astype(np.int64)
-            return fit.lookup[np.minimum(index_of, fit.lookup.size - 1)]
+            out = np.empty((len(index),) + frame.shape)
+            for k, i in enumerate(index):
+                start = clock.integration_phase(int(i), period)
+                where = np.floor(np.mod(frame + start, 1.0) * period).astype(np.int64)
+                out[k] = fit.lookup[np.minimum(where, fit.lookup.size - 1)]
+            return out
         if state.fit_ints_separately:
-            ph, amp = fit.per_int.get(index, (0.0, 0.0))
-            return amp * fit.wave(phase + ph)
-        return fit.amplitude * fit.wave(phase + start + fit.phase)
+            shift = np.array([fit.per_int.get(int(i), (0.0, 0.0))[0] for i in index])
+            amplitude = np.array([fit.per_int.get(int(i), (0.0, 0.0))[1] for i in index])
+        else:
+            shift = np.array([clock.integration_phase(int(i), period) for i in index]) + fit.phase
+            amplitude = np.full(len(index), fit.amplitude)
+        out = np.empty((len(index),) + frame.shape)
+        for g in range(clock.ngroups):  # a group at a time: temporaries stay in cache
+            out[:, g] = fit.wave(frame[g][None] + shift[:, None, None])
+            out[:, g] *= amplitude[:, None, None]
+        return out
 
     def process_block(self, block: RampBlock, state: _EmiState | None) -> None:
         if state is None:
             return
         first = exposure_int(block.meta, block.int_start)
-        for j in range(block.data.shape[0]):
+        for j0 in range(0, block.data.shape[0], INTS_PER_CHUNK):
+            j1 = min(block.data.shape[0], j0 + INTS_PER_CHUNK)
+            index = np.arange(first + j0, first + j1)
             for fit in state.frequencies:
-                _emi.subtract_emi(block.data[j], self._emi_of(fit, state, first + j))
+                _emi.subtract_emi(block.data[j0:j1], self._emi_of(fit, state, index))
 
     def release(self, state):
         return state is not None
