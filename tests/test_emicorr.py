@@ -184,7 +184,8 @@ def test_frequency_in_phase_with_the_frames_is_left_alone():
     # ramps holding the in-phase EMI (constant per bin) plus noise
     level = wave(_emi._bin_centres(wave.n) + 0.2)[:, None] * np.ones(clock.ngroups)
     sums.add(0.0, 1000 * (level + rng.normal(0, 0.1, level.shape)), np.full(wave.n, 1000.0))
-    assert _emi.fit_joint(sums, wave, clock.group_phase(period)) == (0.0, 0.0)
+    templates = _emi.JointTemplates(wave, clock.ngroups, clock.group_phase(period))
+    assert _emi.fit_joint(sums, templates) == (0.0, 0.0)
 
 
 def test_step_is_skipped_where_it_does_not_apply(sim_cache, tmp_path):

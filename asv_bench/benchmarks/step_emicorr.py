@@ -3,8 +3,10 @@
 Step ``run`` on a model in memory holding EMI of the synthetic EMICORR reference's waveform
 (full frame, 1 x 20 groups: 10.04 Hz; SUB64, 500 x 10 groups: 390.625 and 218.5 Hz, two scans).
 jwpipe, 2-core development machine, ``python asv_bench/benchmarks/step_emicorr.py`` (median of
-3 calls): full frame 0.33 s, SUB64 0.60 s (1.2 ms per integration); process peaks 457 and
-432 MB, mostly the benchmark's own ramp and its making.
+3 calls): full frame 0.31 s, SUB64 0.58 s (1.2 ms per integration); with
+``fit_ints_separately`` 0.82 s for SUB64 (the trial-phase templates are made once per frequency,
+not once per integration: 51 s before); process peaks 479 and 414 MB, mostly the benchmark's
+own ramp and its making.
 The reference pipeline's joint fit sums pixels by phase in a Python loop over every row and
 column slot (264,000 iterations for a full frame).
 """
@@ -79,13 +81,16 @@ class EmiCorr:
     def teardown(self, subarray):
         self.folder.cleanup()
 
-    def _run(self, subarray):
+    def _run(self, subarray, **params):
         from jwpipe.steps.emicorr import EmiCorrStep
 
-        EmiCorrStep(overrides={"emicorr": self.reference}, skip=False).run(self.model)
+        EmiCorrStep(overrides={"emicorr": self.reference}, skip=False, **params).run(self.model)
 
     def time_emicorr(self, subarray):
         self._run(subarray)
+
+    def time_emicorr_per_integration(self, subarray):
+        self._run(subarray, fit_ints_separately=True)
 
     def peakmem_emicorr(self, subarray):
         self._run(subarray)

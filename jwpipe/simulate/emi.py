@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..steps._emi import SUBARRAY_CLOCKS
+from ..steps._emi import SUBARRAY_CLOCKS, clock_name, read_speed
 
 __all__ = ["EMI_FREQUENCIES", "waveform_samples", "emicorr_tree", "emi_reads"]
 
@@ -82,10 +82,8 @@ def emi_reads(components: dict, subarray: str, readpatt: str, ngroups: int, ny: 
     ndarray of shape (ngroups, ny, nx), float32
     """
     patt = readpatt.upper()
-    speed = "SLOW" if "SLOW" in patt else "FAST"
-    key = f"FULL_{speed}" if subarray.upper() == "FULL" else subarray.upper()
-    rowclocks, frameclocks = SUBARRAY_CLOCKS[key]
-    per_read = 9 if speed == "SLOW" else 1
+    rowclocks, frameclocks = SUBARRAY_CLOCKS[clock_name(subarray, patt)]
+    per_read = 9 if read_speed(patt) == "SLOW" else 1
     frame = ny * rowclocks + (1024 - ny) * 7
     integration = ngroups * frame + (frameclocks if patt.endswith("R1") else 0)
     periods = [(amplitude, phase, 1.0 / ((EMI_FREQUENCIES[name] if isinstance(name, str)

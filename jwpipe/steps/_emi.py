@@ -35,7 +35,8 @@ import numpy as np
 from ..errors import ConfigError, ReferenceFileError
 
 __all__ = ["SUBARRAY_CLOCKS", "PIXEL_CLOCK", "ReadoutClock", "EmiFrequency", "emi_configuration",
-           "PeriodicWave", "quiet_pixels", "bin_ramps_by_phase", "JointSums", "fit_joint",
+           "PeriodicWave", "quiet_pixels", "bin_ramps_by_phase", "JointSums", "JointTemplates",
+           "fit_joint",
            "SequentialSamples", "sequential_lookup", "rebin_nearest", "subtract_emi"]
 
 #: Pixel clock, s.
@@ -209,7 +210,8 @@ def emi_configuration(tree, path, subarray: str, readpatt: str, detector: str):
     where = f"{path}: subarray_cases.{name}"
     rowclocks = int(_node(case, "rowclocks", where))
     frameclocks = int(_node(case, "frameclocks", where))
-    freqs = _node(case, "freqs", where).get(speed) if hasattr(case.get("freqs"), "get") else None
+    by_speed = _node(case, "freqs", where)
+    freqs = by_speed.get(speed) if hasattr(by_speed, "get") else None
     if speed == "SLOW" and hasattr(freqs, "get"):
         freqs = freqs.get(str(detector).upper())
     if not freqs:
@@ -340,37 +342,76 @@ def _detrend(z: np.ndarray) -> np.ndarray:
 class JointSums:
     """Binned ramp sums of the joint fit, by the integrations' start phase on the trial grid.
 
-    Integrations whose first read falls at the same grid phase share one sum, so memory does not
-    grow with NINTS.
+    Integrations whose first read falls at the same grid phase share one sum (at most
+    ``ntrial`` of them, kept only for the phases that occur), so memory does not grow with
+    NINTS.
     """
 
     def __init__(self, nbins: int, ngroups: int, ntrial: int = N_TRIAL_PHASES):
         self.nbins, self.ngroups, self.ntrial = nbins, ngroups, ntrial
-        self.y = np.zeros((ntrial, nbins, ngroups), np.float64)
-        self.n = np.zeros((ntrial, nbins), np.float64)
-
-    def shift_of(self, phase: float) -> int:
-        return int(round(phase * self.ntrial)) % self.ntrial
+        self._sums: dict[int, list] = {}
 
     def add(self, phase: float, y: np.ndarray, n: np.ndarray) -> None:
-        s = self.shift_of(phase)
-        self.y[s] += y
-        self.n[s] += n
+        """Add one integration's sums ``y`` (nbins, ngroups) and counts ``n`` (nbins,)."""
+        shift = int(round(phase * self.ntrial)) % self.ntrial
+        entry = self._sums.get(shift)
+        if entry is None:
+            self._sums[shift] = [np.array(y, np.float64), np.array(n, np.float64)]
+        else:
+            entry[0] += y
+            entry[1] += n
+
+    def arrays(self):
+        """(shifts (k,), y (k, nbins, ngroups), n (k, nbins)) of the shifts holding pixels."""
+        shifts = np.array(sorted(s for s, (_, n) in self._sums.items() if n.sum() > 0),
+                          dtype=np.int64)
+        y = np.array([self._sums[s][0] for s in shifts]).reshape(-1, self.nbins, self.ngroups)
+        n = np.array([self._sums[s][1] for s in shifts]).reshape(-1, self.nbins)
+        return shifts, y, n
 
 
 def _bin_centres(nbins: int) -> np.ndarray:
     return (np.arange(nbins, dtype=np.float64) + 0.5) / nbins
 
 
-def fit_joint(sums: JointSums, wave: PeriodicWave, group_phase: float):
+class JointTemplates:
+    """The waveform at every trial phase, bin and group, and what the fit needs of it: computed
+    once per frequency, shared by every fit (one per integration with ``fit_ints_separately``).
+
+    Parameters
+    ----------
+    wave : PeriodicWave
+    ngroups : int
+    group_phase : float
+        Phase advance per group.
+    ntrial : int
+        Trial phases (``grid = arange(ntrial) / ntrial``).
+    """
+
+    def __init__(self, wave: PeriodicWave, ngroups: int, group_phase: float,
+                 ntrial: int = N_TRIAL_PHASES):
+        self.wave, self.ntrial = wave, ntrial
+        self.offsets = (_bin_centres(wave.n)[:, None]
+                        + np.arange(ngroups, dtype=np.float64)[None, :] * group_phase)
+        grid = np.arange(ntrial, dtype=np.float64) / ntrial
+        z = wave(grid[:, None, None] + self.offsets[None])            # (m, nbins, ngroups)
+        self.pz = _detrend(z)
+        self.pz_energy = (self.pz * self.pz).sum(axis=2)               # (m, nbins)
+        self.z_energy = (z * z).sum(axis=2)
+
+    def detrended(self, phases: np.ndarray) -> np.ndarray:
+        """``Pz`` at trial-grid-free phases (k,), shape (k, nbins, ngroups)."""
+        return _detrend(self.wave(np.asarray(phases)[:, None, None] + self.offsets[None]))
+
+
+def fit_joint(sums: JointSums, templates: JointTemplates):
     """Phase and amplitude of the waveform that best straightens the summed ramps.
 
     Parameters
     ----------
     sums : JointSums
-    wave : PeriodicWave
-    group_phase : float
-        Phase advance per group.
+    templates : JointTemplates
+        Of the same waveform, groups and trial phases.
 
     Returns
     -------
@@ -380,27 +421,22 @@ def fit_joint(sums: JointSums, wave: PeriodicWave, group_phase: float):
     amplitude : float
         0 when the sums hold no usable pixel, or the frequency is in phase with the frame rate.
     """
-    active = np.nonzero(sums.n.sum(axis=1) > 0)[0]
-    if active.size == 0:
+    shifts, y, n = sums.arrays()
+    if shifts.size == 0:
         return 0.0, 0.0
-    m = sums.ntrial
-    grid = np.arange(m, dtype=np.float64) / m
-    offsets = (_bin_centres(sums.nbins)[:, None]
-               + np.arange(sums.ngroups, dtype=np.float64)[None, :] * group_phase)
-    pz = _detrend(wave(grid[:, None, None] + offsets[None]))      # (m, nbins, ngroups)
-    y = sums.y[active].reshape(active.size, -1)                    # (k, nbins * ngroups)
+    m = templates.ntrial
     # Trial phase q of an integration with start shift s is grid point (q + s) mod m.
-    cross = pz.reshape(m, -1) @ y.T                                 # (m, k)
-    norm = (pz * pz).sum(axis=2) @ sums.n[active].T                 # (m, k)
-    rows = (np.arange(m)[:, None] + active[None, :]) % m
-    cols = np.arange(active.size)[None, :]
-    b = cross[rows, cols].sum(axis=1)
-    a = norm[rows, cols].sum(axis=1)
+    rows = (np.arange(m)[:, None] + shifts[None, :]) % m
+    cols = np.arange(shifts.size)[None, :]
+
+    def over_shifts(per_trial_and_shift):
+        return per_trial_and_shift[rows, cols].sum(axis=1)
+
+    b = over_shifts(templates.pz.reshape(m, -1) @ y.reshape(shifts.size, -1).T)
+    a = over_shifts(templates.pz_energy @ n.T)
     # A frequency in phase with the frame rate puts the same EMI in every group of a pixel:
     # nothing a line over the groups does not absorb, so nothing to fit (or correct).
-    z = wave(grid[:, None, None] + offsets[None])
-    total = float(((z * z).sum(axis=2) @ sums.n[active].T).max())
-    if not a.max() > IN_PHASE_TOLERANCE * total:
+    if not a.max() > IN_PHASE_TOLERANCE * over_shifts(templates.z_energy @ n.T).max():
         return 0.0, 0.0
     with np.errstate(divide="ignore", invalid="ignore"):
         chi2 = np.where(a > 0, -(b * b) / a, np.nan)
@@ -412,10 +448,9 @@ def fit_joint(sums: JointSums, wave: PeriodicWave, group_phase: float):
     step = 0.5 * (lo - hi) / curvature if np.isfinite(curvature) and curvature > 0 else 0.0
     phase = ((q + step) / m) % 1.0
     # Amplitude at the refined phase.
-    starts = active / m
-    pz_best = _detrend(wave(phase + starts[:, None, None] + offsets[None]))  # (k, nbins, ng)
-    num = float(np.einsum("kbg,kbg->", pz_best, sums.y[active]))
-    den = float(np.einsum("kb,kb->", (pz_best * pz_best).sum(axis=2), sums.n[active]))
+    pz_best = templates.detrended(phase + shifts / m)                  # (k, nbins, ngroups)
+    num = float(np.einsum("kbg,kbg->", pz_best, y))
+    den = float(np.einsum("kb,kb->", (pz_best * pz_best).sum(axis=2), n))
     return phase, (num / den if den > 0 else 0.0)
 
 

@@ -73,6 +73,7 @@ class _Frequency:
 
     freq: _emi.EmiFrequency
     wave: _emi.PeriodicWave | None = None
+    templates: _emi.JointTemplates | None = None
     sums: _emi.JointSums | None = None
     samples: _emi.SequentialSamples | None = None
     slot_bin: np.ndarray | None = None
@@ -82,7 +83,6 @@ class _Frequency:
     amplitude: float = 0.0
     per_int: dict = field(default_factory=dict)
     lookup: np.ndarray | None = None
-    done: bool = False
 
 
 @dataclass
@@ -221,8 +221,7 @@ class EmiCorrStep(RampStep):
                     if state.fit_ints_separately:
                         one = _emi.JointSums(fit.wave.n, clock.ngroups)
                         one.add(0.0, y[k], n[k])
-                        fit.per_int[int(i)] = _emi.fit_joint(one, fit.wave,
-                                                             clock.group_phase(period))
+                        fit.per_int[int(i)] = _emi.fit_joint(one, fit.templates)
                     else:
                         fit.sums.add(starts[k], y[k], n[k])
             state.seen += j1 - j0
@@ -239,10 +238,11 @@ class EmiCorrStep(RampStep):
         slot_bin[:, [s for s in _emi.EXCLUDED_SLOTS if s < clock.nslots]] = -1
         fit.slot_bin = slot_bin
         fit.sums = _emi.JointSums(fit.wave.n, clock.ngroups)
+        fit.templates = _emi.JointTemplates(fit.wave, clock.ngroups,
+                                            clock.group_phase(fit.freq.period))
 
     def end_scan(self, state: _EmiState) -> None:
         fit = state.frequencies[state.scanned]
-        period = fit.freq.period
         if state.algorithm == "sequential":
             fit.lookup = _emi.sequential_lookup(fit.samples, fit.freq, self.params.nbins,
                                                 self.params.scale_reference, log)
@@ -254,12 +254,10 @@ class EmiCorrStep(RampStep):
             log.info("emicorr: %s Hz fitted per integration, amplitudes %.3g to %.3g",
                      f"{fit.freq.frequency:g}", min(amps), max(amps))
         else:
-            fit.phase, fit.amplitude = _emi.fit_joint(fit.sums, fit.wave,
-                                                      state.clock.group_phase(period))
+            fit.phase, fit.amplitude = _emi.fit_joint(fit.sums, fit.templates)
             log.info("emicorr: %s Hz amplitude %.4g, phase %.4f", f"{fit.freq.frequency:g}",
                      fit.amplitude, fit.phase)
-            fit.sums = None
-        fit.done = True
+        fit.sums = fit.templates = None  # the fit's inputs; the correction needs the wave only
         state.scanned += 1
         state.seen = 0
 
