@@ -31,6 +31,7 @@ _REFTYPE_CLASSES = {
     "IPC": "IPCModel", "RESET": "ResetModel", "RSCD": "RSCDModel", "FLAT": "FlatModel",
     "AREA": "PixelAreaModel", "PHOTOM": "PhotomModel", "TRAPDENSITY": "TrapDensityModel",
     "TRAPPARS": "TrapParsModel", "PERSAT": "PersistenceSatModel",
+    "PICTUREFRAME": "PictureFrameModel",
 }
 
 

@@ -11,7 +11,8 @@ __all__ = [
     "RampFitOutputModel", "GainModel", "ReadnoiseModel", "MaskModel", "SaturationModel",
     "SuperBiasModel", "LinearityModel", "DarkModel", "DarkMIRIModel", "IPCModel", "ResetModel",
     "RSCDModel", "FlatModel", "PixelAreaModel", "PhotomModel", "TrapDensityModel",
-    "TrapParsModel", "PersistenceSatModel", "TrapsFilledModel", "ReferenceModel",
+    "TrapParsModel", "PersistenceSatModel", "PictureFrameModel", "TrapsFilledModel",
+    "ReferenceModel",
     "MultiSpecModel", "TSOMultiSpecModel", "MODEL_CLASSES",
 ]
 
@@ -232,6 +233,13 @@ class PersistenceSatModel(ReferenceModel):
     arrays = {"data": A("SCI", "float32", (2,)), "dq": A("DQ", "uint32", (2,))}
 
 
+class PictureFrameModel(ReferenceModel):
+    """NIRSpec thermal picture-frame shape: SCI float32 (2048, 2048), a full-frame rate image."""
+
+    model_type = "PictureFrameModel"
+    arrays = {"data": A("SCI", "float32", (2,))}
+
+
 class TrapsFilledModel(DataModel):
     """Filled traps per trap family (``_trapsfilled``): SCI float32 (nfamilies, ny, nx)."""
 
@@ -245,7 +253,7 @@ MODEL_CLASSES: dict[str, type[DataModel]] = {
                 RampFitOutputModel, GainModel, ReadnoiseModel, MaskModel, SaturationModel,
                 SuperBiasModel, LinearityModel, DarkModel, DarkMIRIModel, IPCModel, ResetModel,
                 RSCDModel, FlatModel, PixelAreaModel, PhotomModel, TrapDensityModel,
-                TrapParsModel, PersistenceSatModel, TrapsFilledModel, MultiSpecModel,
-                TSOMultiSpecModel)
+                TrapParsModel, PersistenceSatModel, PictureFrameModel, TrapsFilledModel,
+                MultiSpecModel, TSOMultiSpecModel)
 }
 MODEL_CLASSES["DataModel"] = DataModel

@@ -40,7 +40,7 @@ REFTYPE_MODELS: dict[str, str] = {
     "linearity": "LinearityModel", "dark": "DarkModel", "ipc": "IPCModel",
     "reset": "ResetModel", "rscd": "RSCDModel", "flat": "FlatModel", "area": "PixelAreaModel",
     "photom": "PhotomModel", "trapdensity": "TrapDensityModel", "trappars": "TrapParsModel",
-    "persat": "PersistenceSatModel",
+    "persat": "PersistenceSatModel", "pictureframe": "PictureFrameModel",
 }
 
 # Extensions a reference type cannot do without: alternatives, each a tuple of EXTNAMEs.
@@ -50,7 +50,7 @@ _NEEDED: dict[str, tuple[tuple[str, ...], ...]] = {
     "dark": (("SCI",),), "ipc": (("SCI",),), "reset": (("SCI",),),
     "rscd": (("RSCD_GROUP_SKIP",), ("RSCD",)), "flat": (("SCI",),),
     "area": (("SCI",), ("AREA",)), "photom": (("PHOTOM",),), "trapdensity": (("SCI",),),
-    "trappars": (("TRAPPARS",),), "persat": (("SCI",),),
+    "trappars": (("TRAPPARS",),), "persat": (("SCI",),), "pictureframe": (("SCI",),),
 }
 # Extensions that are tables; every other needed extension must be an image with data.
 _TABLES = {"PHOTOM", "RSCD_GROUP_SKIP", "RSCD", "TRAPPARS", "AREA", "DQ_DEF"}

@@ -32,6 +32,7 @@ from .detector import (
     simulate_integration,
 )
 from .emi import emi_reads
+from .picture_frame import picture_frame_reads
 from .scene import Scene, random_scene, render
 from .wcs import DetectorWCS, solve_pointing, v2v3_to_sky
 
@@ -63,7 +64,9 @@ class ExposureConfig:
         columns, 1/f noise), ``miri_effects`` (reset anomaly, RSCD, last frame),
         ``persistence`` (DN/s at exposure start, array of the exposure's shape, or None),
         ``zeroframe`` (write ZEROFRAME); off by default: ``emi`` (MIRI electronic pickup:
-        ``{frequency name or Hz: (amplitude DN, phase)}``, see :mod:`jwpipe.simulate.emi`).
+        ``{frequency name or Hz: (amplitude DN, phase)}``, see :mod:`jwpipe.simulate.emi`),
+        ``picture_frame`` (NIRSpec full frame: DN the thermal glow along the frame's edges
+        tends to, see :mod:`jwpipe.simulate.picture_frame`).
     Products
         ``ints_per_segment`` (split into ``-segNNN`` files), identifiers ``program``,
         ``observation``, ``visit``, ``visit_group``, ``sequence``, ``activity``, ``exposure``,
@@ -100,6 +103,7 @@ class ExposureConfig:
     persistence: object = None
     zeroframe: bool = False
     emi: dict | None = None
+    picture_frame: float | None = None
     ints_per_segment: int | None = None
     program: str = "09999"
     observation: int = 1
@@ -475,6 +479,9 @@ def simulate_exposure(config: ExposureConfig | None = None, *, crds_path=None,
     nthreads = nthreads or os.cpu_count() or 1
     if cfg.emi and not det.is_miri:
         raise ConfigError(f"emi: EMI is simulated for MIRI only, not {det.name}")
+    if cfg.picture_frame and (det.instrument != "NIRSPEC" or sub.name != "FULL"):
+        raise ConfigError(f"picture_frame: the thermal picture frame is simulated for NIRSpec "
+                          f"full frames only, not {det.name} {sub.name}")
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     if crds_path is None:
@@ -554,6 +561,9 @@ def simulate_exposure(config: ExposureConfig | None = None, *, crds_path=None,
             if p0 is not None:
                 po = _persistence_offsets(p0, model.trap_tau, timing, i)
                 offsets = po if offsets is None else offsets + po
+            if cfg.picture_frame:
+                glow = picture_frame_reads(cfg.picture_frame, timing.read_times, sub.shape)
+                offsets = glow if offsets is None else offsets + glow
             crs = None
             if cfg.cosmic_rays or cfg.snowballs or cfg.showers:
                 crs = make_cosmic_rays(rng_cr, model, timing, cfg.cosmic_rays,

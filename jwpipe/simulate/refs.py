@@ -72,6 +72,7 @@ PARKEYS: dict[str, dict[str, tuple[str, ...]]] = {
         "superbias": (_DET, _RP, _SUB) + _CORNER, "linearity": (_DET, _SUB),
         "dark": (_DET, _RP, _SUB) + _CORNER, "gain": (_DET, _SUB),
         "readnoise": (_DET, _RP, _SUB), "ipc": (_DET,), "sirskernel": (_DET,),
+        "pictureframe": (_DET,),
     },
     "MIRI": {
         "mask": (_DET, _SUB), "saturation": (_DET,), "linearity": (_DET, _SUB, _BAND, _FLT),
@@ -90,7 +91,7 @@ NOT_APPLICABLE: dict[str, tuple[str, ...]] = {
                "emicorr", "drizpars", "apcorr", "abvegaoffset"),
     "NIRSPEC": ("refpix", "flat", "fflat", "sflat", "dflat", "area", "photom",
                 "distortion", "persat", "trapdensity", "trappars", "rscd", "reset",
-                "pictureframe", "emicorr", "drizpars"),
+                "emicorr", "drizpars"),
     "MIRI": ("superbias", "refpix", "sirskernel", "persat", "trapdensity", "trappars",
              "filteroffset", "lastframe", "drizpars", "apcorr", "abvegaoffset"),
 }
@@ -100,7 +101,7 @@ _GRAIN = {"mask": "sub", "saturation": "det", "superbias": "sub", "linearity": "
           "dark": "sub", "gain": "sub", "readnoise": "sub", "ipc": "det", "flat": "filter",
           "area": "det", "photom": "det", "distortion": "det", "persat": "det",
           "trapdensity": "det", "trappars": "det", "reset": "sub", "rscd": "det",
-          "sirskernel": "det", "emicorr": "det"}
+          "sirskernel": "det", "emicorr": "det", "pictureframe": "det"}
 _GRAIN_OVERRIDE = {("NIRSPEC", "saturation"): "sub", ("MIRI", "flat"): "filter_sub"}
 
 _ALL_READPATTS_MIRI = "FAST|FASTR1|SLOW|SLOWR1"
@@ -812,6 +813,16 @@ def _build_emicorr(f: DetectorFields, sub=None, **_):
     return emicorr_tree(meta)
 
 
+def _build_pictureframe(f: DetectorFields, sub=None, **_):
+    """The NIRSpec PICTUREFRAME reference: the synthetic glow's shape as a full-frame rate."""
+    from .picture_frame import REFERENCE_RATE, frame_shape
+
+    m = _model(P.PictureFrameModel)
+    _describe(m, f.det, "pictureframe", "Synthetic thermal picture-frame rate image", None)
+    m.data = frame_shape(f.shape) * np.float32(REFERENCE_RATE)
+    return m
+
+
 _BUILDERS = {
     "mask": _build_mask, "saturation": _build_saturation, "superbias": _build_superbias,
     "linearity": _build_linearity, "dark": _build_dark, "gain": _build_gain,
@@ -819,6 +830,7 @@ _BUILDERS = {
     "photom": _build_photom, "distortion": _build_distortion, "persat": _build_persat,
     "trapdensity": _build_trapdensity, "trappars": _build_trappars, "reset": _build_reset,
     "rscd": _build_rscd, "sirskernel": _build_sirskernel, "emicorr": _build_emicorr,
+    "pictureframe": _build_pictureframe,
 }
 
 

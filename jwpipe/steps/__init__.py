@@ -31,7 +31,7 @@ KNOWN_STEPS: dict[str, str | None] = {
     "persistence": "persistence:PersistenceStep",
     "charge_migration": "charge_migration:ChargeMigrationStep",
     "jump": "jump:JumpStep",
-    "picture_frame": None,
+    "picture_frame": "picture_frame:PictureFrameStep",
     "clean_flicker_noise": "clean_flicker_noise:CleanFlickerNoiseStep",
     "ramp_fit": "ramp_fit:RampFitStep",
     "gain_scale": "gain_scale:GainScaleStep",

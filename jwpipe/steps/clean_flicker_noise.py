@@ -69,11 +69,12 @@ _UNUSABLE_GROUP = dqflags.DO_NOT_USE | dqflags.JUMP_DET
 
 # -- statistics ------------------------------------------------------------------------------------
 
-def _sample(values: np.ndarray, mask: np.ndarray, cap: int = STATS_SAMPLE) -> np.ndarray:
-    """The masked values of an evenly strided (odd stride) sample of at most ~``cap`` pixels."""
+def _sample(values: np.ndarray, mask: np.ndarray, cap: int | None = STATS_SAMPLE) -> np.ndarray:
+    """The masked values of an evenly strided (odd stride) sample of at most ~``cap`` pixels
+    (all of them when ``cap`` is None)."""
     flat_v = values.reshape(-1)
     flat_m = mask.reshape(-1)
-    step = max(1, -(-flat_v.size // cap))
+    step = 1 if cap is None else max(1, -(-flat_v.size // cap))
     if step > 1 and step % 2 == 0:
         step += 1               # odd: do not alias with even/odd columns
     v = flat_v[::step]
@@ -181,7 +182,7 @@ def draft_rate(data: np.ndarray, groupdq: np.ndarray) -> np.ndarray:
 
 
 def scene_mask(rate: np.ndarray, n_sigma: float = 2.0, base: np.ndarray | None = None,
-               fit_histogram: bool = False) -> np.ndarray:
+               fit_histogram: bool = False, sample: int | None = STATS_SAMPLE) -> np.ndarray:
     """Background pixels of a rate image (True = background, usable for the noise fit).
 
     Parameters
@@ -194,6 +195,9 @@ def scene_mask(rate: np.ndarray, n_sigma: float = 2.0, base: np.ndarray | None =
         Pixels already excluded (False) before clipping.
     fit_histogram : bool
         Clip limits from a Gaussian fit to the histogram (see :func:`clip_to_background`).
+    sample : int or None
+        The clipping statistics use an evenly strided sample of about this many pixels; None:
+        every pixel (the reference pipeline's statistics exactly, at ~0.4 s per full frame).
 
     Returns
     -------
@@ -203,7 +207,7 @@ def scene_mask(rate: np.ndarray, n_sigma: float = 2.0, base: np.ndarray | None =
     if base is not None:
         mask &= base
     if n_sigma > 0 and mask.any():
-        lo, hi = clip_to_background(_sample(rate, mask), 3.0, n_sigma,
+        lo, hi = clip_to_background(_sample(rate, mask, sample), 3.0, n_sigma,
                                     fit_histogram=fit_histogram)
         mask &= (rate >= lo) & (rate <= hi)
     return mask
