@@ -10,7 +10,7 @@ import pytest
 
 from jwpipe import dq
 from jwpipe._ext import _rowcol
-from jwpipe.datamodels import ImageModel, RampModel
+from jwpipe.datamodels import CubeModel, ImageModel, RampModel
 from jwpipe.errors import ConfigError
 from jwpipe.steps import _nsclean
 from jwpipe.steps.clean_flicker_noise import (
@@ -156,6 +156,39 @@ def test_stripes_removed_and_sources_preserved():
     slope_true = np.diff(clean, axis=1)[..., bright].mean()
     slope_after = np.diff(result.data, axis=1)[..., bright].mean()
     assert slope_after == pytest.approx(slope_true, rel=1e-3)
+
+
+@pytest.mark.parametrize("method", ["median", "model"])
+def test_diagnostic_products(tmp_path, method):
+    """save_mask / save_background / save_noise write what the reference pipeline writes: the
+    scene mask (an image, or one per integration without single_mask), each difference's fitted
+    background in the later group, and the output minus the input. A difference's background
+    is 5 DN plus the mean of its 128 line stripes (+-0.37 DN from one difference to the next);
+    the fitted median of pixels that carry those stripes and 7 DN of noise is within 0.3 DN of
+    it (0.17 measured: the median of such a mixture is not the stripes' mean)."""
+    data, unstriped, rate = ramp_with_stripes(128, 320, ng=4, nints=2, seed=3)
+    stripes = (data - unstriped)[..., 0]                    # (nints, ngroups, lines)
+    expected = 5.0 + np.diff(stripes, axis=1).mean(axis=-1)
+    model = make_model(data)
+    model.meta.filename = "jw01_nrca1_uncal.fits"
+    kw = dict(skip=False, background_method=method, output_dir=str(tmp_path),
+              save_mask=True, save_background=True, save_noise=True)
+    result = CleanFlickerNoiseStep(**kw).run(model)
+    mask = ImageModel(tmp_path / "jw01_nrca1_mask.fits")
+    assert mask.data.shape == rate.shape
+    assert mask.data[rate > 200].max() == 0 and mask.data.mean() > 0.8   # sources masked
+    noise = RampModel(tmp_path / "jw01_nrca1_flicker_noise.fits")
+    np.testing.assert_array_equal(noise.data, result.data - data)
+    background = RampModel(tmp_path / "jw01_nrca1_flicker_bkg.fits")
+    assert background.data.shape == data.shape and not background.data[:, 0].any()
+    fitted = np.median(background.data[:, 1:], axis=(-2, -1))
+    print("fitted - expected background", fitted - expected)
+    np.testing.assert_allclose(fitted, expected, atol=0.3)
+    # One mask per integration.
+    CleanFlickerNoiseStep(**dict(kw, single_mask=False, save_background=False,
+                                 save_noise=False)).run(model)
+    cube = CubeModel(tmp_path / "jw01_nrca1_mask.fits")
+    assert cube.data.shape == (2,) + rate.shape
 
 
 def test_jump_and_do_not_use_pixels_are_ignored():
@@ -514,3 +547,30 @@ def test_fft_skips_other_exposure_types_and_ignores_fit_by_channel():
     by_channel = CleanFlickerNoiseStep(skip=False, fit_method="fft", fit_by_channel=True).run(model)
     assert plain.meta.cal_step.clean_flicker_noise == "COMPLETE"
     np.testing.assert_array_equal(plain.data, by_channel.data)
+
+
+def test_diagnostic_products_of_a_streamed_exposure(sim_cache, tmp_path):
+    """Through detector1, one integration per block: the products cover every integration
+    (the noise is the corrected ramp less the uncorrected one, the background is filled for
+    both integrations) and the mask is one image."""
+    import jwpipe
+    from jwpipe.simulate import simulate_exposure
+
+    exp = simulate_exposure(detector="NRCA1", subarray="SUB160", ngroups=4, nints=2, seed=4,
+                            crds_path=sim_cache, output_dir=tmp_path / "raw")
+    common = dict(crds_path=sim_cache, save_results=True, save_calibrated_ramp=True,
+                  integrations_per_block=1)
+    jwpipe.run("detector1", exp.uncal_path, output_dir=tmp_path / "plain", **common)
+    jwpipe.run("detector1", exp.uncal_path, output_dir=tmp_path / "clean", **common,
+               steps={"clean_flicker_noise": dict(skip=False, save_mask=True,
+                                                  save_background=True, save_noise=True)})
+    root = exp.uncal_path.name.replace("_uncal.fits", "")
+    before = RampModel(tmp_path / "plain" / f"{root}_ramp.fits").data
+    after = RampModel(tmp_path / "clean" / f"{root}_ramp.fits").data
+    noise = RampModel(tmp_path / "clean" / f"{root}_flicker_noise.fits").data
+    np.testing.assert_array_equal(noise, after - before)
+    assert np.abs(noise[:, 1:]).mean(axis=(1, 2, 3)).min() > 0.1      # both integrations
+    background = RampModel(tmp_path / "clean" / f"{root}_flicker_bkg.fits").data
+    assert np.all(background[:, 1:].any(axis=(2, 3))) and not background[:, 0].any()
+    mask = ImageModel(tmp_path / "clean" / f"{root}_mask.fits")
+    assert mask.data.shape == (160, 160) and 0.5 < mask.data.mean() < 1.0

@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..logs import get_logger, timed
 
 __all__ = ["StepParams", "Step", "RampStep", "RampBlock", "BlockBuffers", "output_name",
-           "parse_value", "exposure_shape", "NOT_APPLICABLE"]
+           "intermediate_product", "parse_value", "exposure_shape", "NOT_APPLICABLE"]
 
 NOT_APPLICABLE = "N/A"
 
@@ -266,6 +266,20 @@ class Step:
         result.save(path)
         log.info("saved %s", path)
         return path
+
+
+def intermediate_product(model: DataModel, data: np.ndarray) -> DataModel:
+    """A diagnostic product holding ``data`` with a copy of ``model``'s metadata: an
+    ``ImageModel``, ``CubeModel`` or ``RampModel`` for 2-, 3- or 4-D data (float32), as the
+    reference pipeline's intermediate models (masks, fitted backgrounds, corrections)."""
+    import copy as _copy
+
+    cls = {2: datamodels.ImageModel, 3: datamodels.CubeModel, 4: RampModel}[data.ndim]
+    product = cls()
+    product.__dict__["_tree"] = _copy.deepcopy(model._tree)
+    product.meta.model_type = cls.model_type
+    product.data = data if data.dtype == np.float32 else data.astype(np.float32)
+    return product
 
 
 def shallow_copy(model: DataModel) -> DataModel:

@@ -27,6 +27,11 @@ Following the reference pipeline (skipped by default, as there):
 The per-pixel medians run in a compiled kernel; the global statistics (clipping thresholds and the
 background level) are computed on an evenly strided sample of at most 2**16 pixels of each image.
 
+``save_mask``, ``save_background`` and ``save_noise`` write the reference's diagnostic products
+``_mask`` (the scene mask: one image, or one per integration without ``single_mask``),
+``_flicker_bkg`` (each difference's fitted background, in the later group; in flat-divided
+units when a flat is used) and ``_flicker_noise`` (output minus input ramp).
+
 Differences from the reference: the draft rate is a simple difference mean, not a ramp fit; with
 ``single_mask`` the mask comes from the mean rate of the integrations in each block the driver
 streams (all integrations when the step runs on a whole exposure); for 'fft' a difference whose
@@ -42,6 +47,7 @@ from __future__ import annotations
 import logging
 import warnings
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from astropy.stats import sigma_clipped_stats
@@ -51,11 +57,20 @@ from .._ext import _rowcol
 from ..errors import ConfigError
 from ..logs import get_logger
 from . import _nsclean
-from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape
+from .base import (
+    NOT_APPLICABLE,
+    RampBlock,
+    RampStep,
+    StepParams,
+    exposure_shape,
+    intermediate_product,
+    output_name,
+)
 
 __all__ = ["STATS_SAMPLE", "NSCLEAN_EXP_TYPES", "clip_to_background",
            "draft_rate", "scene_mask", "model_background", "BackgroundFit", "fit_background",
-           "fit_stripes", "apply_stripes", "CleanFlickerNoiseParams", "CleanFlickerNoiseStep"]
+           "fit_stripes", "line_medians", "apply_stripes", "CleanFlickerNoiseParams",
+           "CleanFlickerNoiseStep"]
 
 log = get_logger("clean_flicker_noise")
 
@@ -266,6 +281,8 @@ class BackgroundFit:
         Background candidates; those with ``lo <= target <= hi`` are fitted.
     lo, hi : float
         Signal clip limits, in the units of ``target``.
+    model : ndarray of shape (ny, nx), float32, optional
+        The 2-D background removed from the image for ``background_method='model'``.
     """
 
     target: np.ndarray
@@ -273,6 +290,12 @@ class BackgroundFit:
     mask: np.ndarray
     lo: float
     hi: float
+    model: np.ndarray | None = None
+
+    @property
+    def background(self) -> np.ndarray | float:
+        """The background fitted and removed before the noise fit (image or level)."""
+        return self.model if self.model is not None else self.level
 
     def residual(self) -> tuple[np.ndarray, np.ndarray]:
         """The background-subtracted image, float32, and its fitted pixels, bool, (ny, nx)."""
@@ -322,7 +345,8 @@ def fit_background(image: np.ndarray, mask: np.ndarray, background_method: str |
         mask = mask & (image >= lo) & (image <= hi)
         if not mask.any():
             return None
-        image = image - model_background(image, mask, box_size)
+        model = model_background(image, mask, box_size)
+        image = image - model
         lo, hi = -np.inf, np.inf
         if n_sigma > 0:
             lo, hi = clip_to_background(_sample(image, mask), n_sigma, n_sigma,
@@ -334,7 +358,8 @@ def fit_background(image: np.ndarray, mask: np.ndarray, background_method: str |
             lo2, hi2 = clip_to_background(kept - background, n_sigma, n_sigma,
                                           lower_half_only=True)
             lo, hi = max(lo, lo2 + background), min(hi, hi2 + background)
-    return BackgroundFit(image, background, mask, lo, hi)
+    return BackgroundFit(image, background, mask, lo, hi,
+                         model if background_method == "model" else None)
 
 
 def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
@@ -365,8 +390,11 @@ def fit_stripes(image: np.ndarray, mask: np.ndarray, axis: int, nseg: int = 1,
         has no background pixel; None when the image has no background pixel at all.
     """
     fit = fit_background(image, mask, background_method, n_sigma, box_size)
-    if fit is None:
-        return None
+    return None if fit is None else line_medians(fit, axis, nseg, nthreads)
+
+
+def line_medians(fit: BackgroundFit, axis: int, nseg: int = 1, nthreads: int = 1) -> np.ndarray:
+    """The stripes of :func:`fit_stripes` from an image's background fit."""
     view = fit.target if axis == 1 else fit.target.T
     mview = fit.mask.view(np.uint8) if axis == 1 else fit.mask.view(np.uint8).T
     out = np.empty((view.shape[0], nseg), dtype=np.float32)
@@ -428,6 +456,11 @@ class CleanFlickerNoiseParams(StepParams):
     fit_histogram: bool = False
     single_mask: bool = True
     user_mask: str | None = None
+    #: Write the scene mask (``_mask``), the fitted background (``_flicker_bkg``) and what
+    #: the step changed (``_flicker_noise``).
+    save_mask: bool = False
+    save_background: bool = False
+    save_noise: bool = False
 
 
 def _box_size(value) -> tuple[int, int] | None:
@@ -462,6 +495,10 @@ class FlickerPlan:
     user_mask: np.ndarray | None = None
     miri_science_only: bool = False
     cache: dict = field(default_factory=dict)
+    # Diagnostic products (save_mask / save_background / save_noise), filled block by block.
+    mask: np.ndarray | None = None
+    background: np.ndarray | None = None
+    noise: np.ndarray | None = None
 
 
 class CleanFlickerNoiseStep(RampStep):
@@ -535,6 +572,14 @@ class CleanFlickerNoiseStep(RampStep):
             plan.flat = self._read_flat(refs["flat"], model)
         if p.user_mask:
             plan.user_mask = self._read_user_mask(p.user_mask, model, plan)
+        if plan.status != "SKIPPED" and (p.save_background or p.save_noise):
+            from ..datamodels.spill import allocate
+
+            shape = exposure_shape(model)       # whole-exposure products, filled block by block
+            if p.save_background:
+                plan.background = allocate(shape, np.float32, fill=0.0, spill_dir=p.output_dir)
+            if p.save_noise:
+                plan.noise = allocate(shape, np.float32, fill=0.0, spill_dir=p.output_dir)
         return plan
 
     @staticmethod
@@ -605,12 +650,37 @@ class CleanFlickerNoiseStep(RampStep):
                 masks = [one] * nb
             else:
                 masks = [scene_mask(r, p.n_sigma, base, p.fit_histogram) for r in rates]
+        if p.save_mask:
+            self._keep_masks(plan, masks, block)
+        original = data.copy() if plan.noise is not None else None
         for k in range(nb):
-            self._clean_integration(data[k], gdq[k], masks[k], plan)
+            background = None
+            if plan.background is not None:
+                background = plan.background[block.int_start + k]
+            self._clean_integration(data[k], gdq[k], masks[k], plan, background)
+        if original is not None:
+            np.subtract(data, original, out=plan.noise[block.int_start:block.int_stop])
 
-    def _clean_integration(self, ramp, gdq, scene, plan) -> None:
+    def _keep_masks(self, plan: FlickerPlan, masks: list, block: RampBlock) -> None:
+        """The scene masks for ``save_mask``: one image (the blocks' masks ANDed, as the
+        reference reduces per-integration masks) when every integration shares one, else a
+        cube of one per integration."""
+        if all(m is masks[0] for m in masks):
+            plan.mask = masks[0].copy() if plan.mask is None else plan.mask & masks[0]
+            return
+        if plan.mask is None:
+            from ..datamodels.spill import allocate
+
+            plan.mask = allocate((block.nints,) + masks[0].shape, np.bool_, fill=False,
+                                 spill_dir=self.params.output_dir)
+        for k, mask in enumerate(masks):
+            plan.mask[block.int_start + k] = mask
+
+    def _clean_integration(self, ramp, gdq, scene, plan, background=None) -> None:
+        """Clean one integration's ramp in place; ``background`` (ngroups, ny, nx), if given,
+        receives each difference's fitted background (in group j+1, as the reference)."""
         if plan.fit_method == "fft":
-            self._clean_integration_fft(ramp, gdq, scene, plan)
+            self._clean_integration_fft(ramp, gdq, scene, plan, background)
             return
         p = self.params
         ng, ny, nx = ramp.shape
@@ -623,8 +693,12 @@ class CleanFlickerNoiseStep(RampStep):
             if plan.flat is not None:
                 diff /= plan.flat
             mask = scene & ((gdq[j + 1] & _UNUSABLE_GROUP) == 0)
-            stripes = fit_stripes(diff, mask, plan.axis, plan.nseg, plan.background_method,
-                                  p.n_sigma, self.threads, plan.box_size)
+            fit = fit_background(diff, mask, plan.background_method, p.n_sigma, plan.box_size)
+            stripes = None
+            if fit is not None:
+                stripes = line_medians(fit, plan.axis, plan.nseg, self.threads)
+                if background is not None:
+                    background[j + 1] = fit.background
             if stripes is None:
                 log.warning("clean_flicker_noise: no background pixels in a group difference; "
                             "left uncorrected")
@@ -633,7 +707,7 @@ class CleanFlickerNoiseStep(RampStep):
             corrections[j] = cumulative
         apply_stripes(ramp[1:], corrections, plan.axis, plan.flat, self.threads)
 
-    def _clean_integration_fft(self, ramp, gdq, scene, plan) -> None:
+    def _clean_integration_fft(self, ramp, gdq, scene, plan, background=None) -> None:
         """NSClean each group difference; group j+1 loses the noise of differences 0..j.
 
         The noise of a difference is a full image, so the running sum is one image and each group
@@ -651,6 +725,8 @@ class CleanFlickerNoiseStep(RampStep):
             noise = None
             fit = fit_background(diff, mask, plan.background_method, p.n_sigma, plan.box_size)
             if fit is not None:
+                if background is not None:
+                    background[j + 1] = fit.background
                 residual, fitted = fit.residual()
                 noise = _nsclean.noise_model(residual, fitted, plan.detector, plan.cutoffs,
                                              self.threads)
@@ -666,3 +742,12 @@ class CleanFlickerNoiseStep(RampStep):
         if plan.reason:
             log.warning("clean_flicker_noise skipped: %s", plan.reason)
         self.record_status(model, plan.status)
+        if plan.status != "COMPLETE":
+            return
+        source = model.path or Path(model.meta.get("filename") or "jwpipe_exposure.fits")
+        for suffix, data in (("mask", plan.mask), ("flicker_bkg", plan.background),
+                             ("flicker_noise", plan.noise)):
+            if data is not None:
+                path = intermediate_product(model, data).save(
+                    output_name(source, suffix, self.params.output_dir or "."))
+                log.info("clean_flicker_noise: wrote %s", path)

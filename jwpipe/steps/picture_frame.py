@@ -37,7 +37,15 @@ import numpy as np
 
 from ..errors import ConfigError, ReferenceFileError
 from ..logs import get_logger
-from .base import NOT_APPLICABLE, RampBlock, RampStep, StepParams, exposure_shape, output_name
+from .base import (
+    NOT_APPLICABLE,
+    RampBlock,
+    RampStep,
+    StepParams,
+    exposure_shape,
+    intermediate_product,
+    output_name,
+)
 from .clean_flicker_noise import draft_rate, scene_mask
 
 __all__ = ["LOWER_EDGE_REGION", "UPPER_EDGE_REGION", "CENTER_REGION", "region_masks",
@@ -421,48 +429,28 @@ class PictureFrameStep(RampStep):
         return output_name(source, suffix, self.params.output_dir or ".")
 
     def _save_mask(self, model, mask: np.ndarray) -> None:
-        from ..datamodels import ImageModel
-
-        product = _with_meta(ImageModel(), model)
-        product.data = mask.astype(np.float32)
-        path = product.save(self._product_path(model, "pctfrm_mask"))
+        path = intermediate_product(model, mask).save(self._product_path(model, "pctfrm_mask"))
         log.info("picture_frame: wrote background mask %s", path)
 
     def _save_correction(self, model, plan: FramePlan) -> None:
         """What the step added: 0 for group 1, minus the scaled glow for later groups."""
-        from .. import datamodels
         from ..datamodels.spill import allocate
 
-        ramp = model.data is None or model.data.ndim == 4
-        if ramp:
-            nints, ngroups, ny, nx = exposure_shape(model)
-            product = _with_meta(datamodels.RampModel(), model)
-            cube = allocate((nints, ngroups, ny, nx), np.float32, fill=0.0,
+        if model.data is None or model.data.ndim == 4:
+            cube = allocate(exposure_shape(model), np.float32, fill=0.0,
                             spill_dir=self.params.output_dir)
+            first = 1
         else:
-            nints, ngroups = (model.data.shape[0] if model.data.ndim == 3 else 1), 1
-            ny, nx = model.data.shape[-2:]
-            product = _with_meta(type(model)(), model)
-            cube = np.zeros((nints, 1, ny, nx), np.float32)
-        first = 1 if ramp else 0
+            cube = np.zeros(model.data.shape, np.float32)
+            first = 0
+        images = cube if cube.ndim == 4 else cube.reshape((-1, 1) + cube.shape[-2:])
         for integration, (scales, offsets, ref_edge) in plan.fits.items():
             glow = relative_glow(plan.reference, ref_edge)
             for g, (scale, offset) in enumerate(zip(scales, offsets, strict=True)):
                 if np.isfinite(scale):
-                    target = cube[integration, first + g]
+                    target = images[integration, first + g]
                     np.multiply(glow, np.float32(-scale), out=target)
                     target -= np.float32(offset)
-        product.data = cube if ramp else (cube[:, 0] if model.data.ndim == 3 else cube[0, 0])
-        path = product.save(self._product_path(model, "pctfrm_correction"))
+        path = intermediate_product(model, cube).save(
+            self._product_path(model, "pctfrm_correction"))
         log.info("picture_frame: wrote correction %s", path)
-
-
-def _with_meta(product, model):
-    """``product`` with a copy of ``model``'s metadata (its own model type kept)."""
-    import copy
-
-    model_type = product.meta.get("model_type") or type(product).model_type
-    product.__dict__["_tree"] = copy.deepcopy(model._tree)
-    product.meta.model_type = model_type
-    return product
-
