@@ -295,7 +295,6 @@ class PictureFrameStep(RampStep):
 
     # -- ramps ---------------------------------------------------------------------------------
     def prepare(self, model, refs) -> FramePlan:
-        self._check_options(model.meta)
         plan = FramePlan()
         meta = model.meta
         instrument = str(meta.get("instrument.name") or "").upper()
