@@ -533,6 +533,9 @@ def simulate_exposure(config: ExposureConfig | None = None, *, crds_path=None,
     times = int_times(timing, _mjd(start), cfg.ra, cfg.dec)
     lc = _lightcurve(cfg, times)
     p0 = None
+    # The glow is the same in every integration (it restarts at each reset).
+    glow = (picture_frame_reads(cfg.picture_frame, timing.read_times, sub.shape)
+            if cfg.picture_frame else None)
     if cfg.persistence is not None:
         p0 = np.broadcast_to(np.asarray(cfg.persistence, np.float32), sub.shape).copy()
         p0[model.refpix] = 0.0
@@ -561,8 +564,7 @@ def simulate_exposure(config: ExposureConfig | None = None, *, crds_path=None,
             if p0 is not None:
                 po = _persistence_offsets(p0, model.trap_tau, timing, i)
                 offsets = po if offsets is None else offsets + po
-            if cfg.picture_frame:
-                glow = picture_frame_reads(cfg.picture_frame, timing.read_times, sub.shape)
+            if glow is not None:
                 offsets = glow if offsets is None else offsets + glow
             crs = None
             if cfg.cosmic_rays or cfg.snowballs or cfg.showers:

@@ -351,21 +351,21 @@ class PictureFrameStep(RampStep):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)   # all-NaN pixels stay NaN
             rate = np.nanmean(np.stack(rates), axis=0) if nb > 1 else rates[0]
-        regions = self._regions(rate, plan)
+        regions = self._regions(scene_mask(rate, self.params.n_sigma, sample=None), plan)
         if regions is None:
             return
         for k in range(nb):
             scales, offsets = correct_ramp(data[k], regions, self.threads)
             self._record(plan, block.int_start + k, scales, offsets, regions)
 
-    def _regions(self, rate: np.ndarray, plan: FramePlan) -> FrameRegions | None:
-        background = scene_mask(rate, self.params.n_sigma, sample=None)
+    def _regions(self, background: np.ndarray, plan: FramePlan) -> FrameRegions | None:
+        """The statistics regions of a background mask (kept for ``save_mask``)."""
         if self.params.save_mask:
             plan.mask = background if plan.mask is None else plan.mask & background
         regions = frame_regions(plan.reference, background)
         if regions is None:
             log.error("picture_frame: no background pixels in the centre or along the edges "
-                      "(or the reference is flat there); these integrations are not corrected")
+                      "(or the reference is flat there); these images are not corrected")
         return regions
 
     def _record(self, plan, integration, scales, offsets, regions) -> None:
@@ -406,14 +406,8 @@ class PictureFrameStep(RampStep):
             images = np.array(model.data, dtype=np.float32, copy=True)
             cube = images if images.ndim == 3 else images[None]
             masks = [scene_mask(image, self.params.n_sigma, sample=None) for image in cube]
-            background = np.logical_and.reduce(masks)
-            if self.params.save_mask:
-                plan.mask = background
-            regions = frame_regions(plan.reference, background)
-            if regions is None:
-                log.error("picture_frame: no background pixels in the centre or along the "
-                          "edges (or the reference is flat there)")
-            else:
+            regions = self._regions(np.logical_and.reduce(masks), plan)
+            if regions is not None:
                 work = np.empty(cube.shape[1:], np.float32)
                 for k, image in enumerate(cube):
                     scale, offset = subtract_picture_frame(image, regions, work)
