@@ -633,11 +633,10 @@ class CleanFlickerNoiseStep(RampStep):
         if plan.miri_science_only:
             base &= (block.pixeldq & (dqflags.DO_NOT_USE | dqflags.NON_SCIENCE)) == 0
         masks = []
-        if plan.user_mask is not None:
-            for k in range(nb):
-                um = plan.user_mask if plan.user_mask.ndim == 2 else \
-                    plan.user_mask[block.int_start + k]
-                masks.append(um & base)
+        if plan.user_mask is not None and plan.user_mask.ndim == 2:
+            masks = [plan.user_mask & base] * nb       # one mask shared by the integrations
+        elif plan.user_mask is not None:
+            masks = [plan.user_mask[block.int_start + k] & base for k in range(nb)]
         else:
             rates = [draft_rate(data[k], gdq[k]) for k in range(nb)]
             if plan.flat is not None:
